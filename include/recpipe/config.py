@@ -1,0 +1,82 @@
+"""Configuration: where the object store is, and the parameters of one pipeline run.
+
+Both are frozen dataclasses: the library never sees Airflow objects, the DAG layer turns
+its connection and ``Param``s into these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from recpipe.errors import ConfigError
+
+MODELS = ("mf", "popularity")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """S3-compatible object store: endpoint ("" means AWS itself), bucket and keys."""
+
+    bucket: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    endpoint: str = ""
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "StoreConfig":
+        """Read ``RECPIPE_S3_ENDPOINT``, ``RECPIPE_BUCKET`` and the ``AWS_*`` variables."""
+        env = os.environ if env is None else env
+        missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(k)]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: recpipe needs S3 credentials. "
+                "For the embedded stack run `make up` and then `. .local/env`."
+            )
+        return cls(
+            bucket=env.get("RECPIPE_BUCKET", "recpipe"),
+            access_key=env["AWS_ACCESS_KEY_ID"],
+            secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            endpoint=env.get("RECPIPE_S3_ENDPOINT", ""),
+            region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        )
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """The knobs of one run; the DAG's trigger form and the CLI flags map onto these."""
+
+    model: str = "mf"
+    top_k: int = 10
+    lookback_days: int = 30
+    epochs: int = 8
+    embedding_dim: int = 32
+    negatives: int = 4
+    batch_size: int = 1024
+    learning_rate: float = 0.01
+    seed: int = 42
+    max_reject_rate: float = 0.05
+    min_lift_over_popularity: float = 0.05
+    max_drop_vs_champion: float = 0.02
+    exclude_purchased: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}.")
+        for name in ("top_k", "lookback_days", "epochs", "embedding_dim", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not 0 <= self.max_reject_rate <= 1:
+            raise ConfigError(f"max_reject_rate must be within [0, 1], got {self.max_reject_rate}.")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "RunParams":
+        """Build from a dict (DAG params, CLI), ignoring keys that are not run parameters."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,50 @@
+"""The input contract: schemas of the landing zone ``raw/{events,items,users}/dt=YYYY-MM-DD/``.
+
+A producer drops one or more files into a date's partition and writes ``_SUCCESS`` last;
+recpipe reads the partition only once ``_SUCCESS`` is there. docs/contract.md is the
+human-readable version of this module.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+
+#: Raw events: one row per user action; ``value`` is the rating (1–5) or the price paid.
+EVENTS = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("event_ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("session_id", pa.string()),
+    ]
+)
+EVENTS_REQUIRED = ("user_id", "item_id", "event_type", "event_ts")
+
+#: Item catalog snapshot of that date.
+ITEMS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("category", pa.string()),
+        pa.field("brand", pa.string()),
+        pa.field("price", pa.float64()),
+        pa.field("title", pa.string()),
+        pa.field("available", pa.bool_()),
+    ]
+)
+
+#: User profiles snapshot of that date; every column but ``user_id`` is optional.
+USERS = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("age", pa.int32()),
+        pa.field("gender", pa.string()),
+        pa.field("occupation", pa.string()),
+    ]
+)
+
+#: Weight of each event type as implicit feedback (a purchase says more than a view).
+EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0, "rating": 3.0}

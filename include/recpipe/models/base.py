@@ -1,0 +1,67 @@
+"""The one interface every model implements: fit on feature tables, score users × items, save/load."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recpipe.config import RunParams
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a model learns from, as dense indices (see ``recpipe.features``).
+
+    users, items, weights: (n_interactions,) — one row per (user, item) pair seen before D.
+    popularity: (n_items,) — time-decayed interaction weight per item.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    n_users: int
+    n_items: int
+    popularity: np.ndarray
+
+
+class Recommender(ABC):
+    """A trained (or trainable) model over the vocabularies' dense user/item indices."""
+
+    name: str
+
+    @abstractmethod
+    def fit(self, data: TrainingData, params: RunParams) -> dict[str, Any]:
+        """Train; returns a summary (epochs run, final validation metrics...)."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
+        """Scores, shape (len(users), n_items), float32, higher is better.
+
+        Items the model never saw (index ≥ its own item count) score -inf.
+        """
+
+    @abstractmethod
+    def knows(self, users: np.ndarray) -> np.ndarray:
+        """Boolean mask: which users the model can personalise for."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write everything needed to score into ``directory``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> "Recommender":
+        """Inverse of :meth:`save`; scores identically."""
+
+
+def pad_items(scores: np.ndarray, n_items: int) -> np.ndarray:
+    """Widen (n_users, known_items) scores to n_items columns, -inf for unseen items."""
+    if scores.shape[1] >= n_items:
+        return scores[:, :n_items]
+    out = np.full((scores.shape[0], n_items), -np.inf, dtype=np.float32)
+    out[:, : scores.shape[1]] = scores
+    return out

@@ -1,0 +1,249 @@
+"""The object store: S3 objects, and partitions that commit atomically.
+
+A *partition* is a key prefix such as ``features/dt=2024-01-10``. Writers never leave a
+half-written partition visible: every file is uploaded under a name carrying a fresh run
+id, then ``_manifest.json`` (one PUT, atomic on S3) names the files of that run with their
+sizes and SHA-256 checksums. Readers go through the manifest, so they see either the old
+commit or the new one, never a mix; after the commit, files of older runs are deleted.
+
+    store.write_partition("recommendations/dt=2024-01-10", {"part": table})
+    table = store.read_table("recommendations/dt=2024-01-10", "part")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recpipe.config import StoreConfig
+from recpipe.errors import CorruptObjectError, PartitionNotFound, StorageError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+
+
+def partition(dataset: str, dt: str) -> str:
+    """The prefix of one date's partition: ``partition("clean/events", "2024-01-10")``."""
+    return f"{dataset}/dt={dt}"
+
+
+def table_to_parquet(table: pa.Table) -> bytes:
+    """Serialise a table to Parquet bytes (zstd); same table → same bytes."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+class Store:
+    """One bucket of an S3-compatible store (SeaweedFS, MinIO, AWS S3)."""
+
+    def __init__(self, config: StoreConfig):
+        self.config = config
+        self.bucket = config.bucket
+
+    @cached_property
+    def s3(self):
+        """boto3 client, path-style addressing, bounded retries and timeouts."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.config.endpoint or None,
+            aws_access_key_id=self.config.access_key,
+            aws_secret_access_key=self.config.secret_key,
+            region_name=self.config.region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=120,
+            ),
+        )
+
+    @cached_property
+    def fs(self):
+        """pyarrow's S3 filesystem over the same bucket, for streaming dataset scans."""
+        from pyarrow import fs
+
+        url = urlparse(self.config.endpoint) if self.config.endpoint else None
+        return fs.S3FileSystem(
+            access_key=self.config.access_key,
+            secret_key=self.config.secret_key,
+            region=self.config.region,
+            endpoint_override=url.netloc if url else None,
+            scheme=url.scheme if url else "https",
+            connect_timeout=5,
+            request_timeout=120,
+        )
+
+    def path(self, key: str) -> str:
+        """``bucket/key``, the form pyarrow's filesystem wants."""
+        return f"{self.bucket}/{key}"
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # -- plain objects ------------------------------------------------------------------
+
+    def _call(self, what: str, fn, **kwargs):
+        """Run one boto3 call; turn connection failures into a retryable ``StorageError``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"s3://{self.bucket}/{kwargs.get('Key', '')}") from exc
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+                raise StorageError(
+                    f"{what} on s3://{self.bucket} was refused ({code}): check "
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the Airflow connection)."
+                ) from exc
+            raise StorageError(f"{what} on s3://{self.bucket} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"{what} on s3://{self.bucket} failed: {exc}. Is the S3 endpoint "
+                f"{self.config.endpoint or 'AWS'} up? (`make up` starts the embedded one.)"
+            ) from exc
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist yet."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._call("create bucket", self.s3.create_bucket)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call("put", self.s3.put_object, Key=key, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._call("get", self.s3.get_object, Key=key)["Body"].read()
+
+    def put_json(self, key: str, obj: Any) -> None:
+        self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head", self.s3.head_object, Key=key)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (all pages), sorted."""
+        keys: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("list", self.s3.list_objects_v2, Prefix=prefix, **token)
+            keys += [obj["Key"] for obj in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[start : start + 1000]]
+            self._call("delete", self.s3.delete_objects, Delete={"Objects": chunk, "Quiet": True})
+
+    # -- committed partitions -----------------------------------------------------------
+
+    def write_files(
+        self, prefix: str, files: Mapping[str, bytes], meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Upload ``files`` (name → bytes) under ``prefix`` and commit them atomically.
+
+        Names may carry a suffix (``model.keras``); each is stored as
+        ``<stem>-<run id><suffix>``. Returns the manifest that was committed.
+        """
+        run_id = uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        entries = {}
+        for name, data in files.items():
+            stem, dot, suffix = name.partition(".")
+            key = f"{prefix}/{stem}-{run_id}{dot}{suffix}"
+            self.put_bytes(key, data)
+            entries[name] = {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        manifest = {
+            "run_id": run_id,
+            "committed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": entries,
+            "meta": dict(meta or {}),
+        }
+        self.put_json(f"{prefix}/{MANIFEST}", manifest)  # the commit point
+        keep = {e["key"] for e in entries.values()} | {f"{prefix}/{MANIFEST}"}
+        stale = [k for k in self.list_keys(prefix + "/") if k not in keep and "/" not in k[len(prefix) + 1 :]]
+        self.delete_keys(stale)
+        total = sum(e["bytes"] for e in entries.values())
+        log.info("committed s3://%s/%s: %d files, %.1f MiB in %.1fs", self.bucket, prefix,
+                 len(entries), total / 2**20, time.monotonic() - started)
+        return manifest
+
+    def write_partition(
+        self, prefix: str, tables: Mapping[str, pa.Table], meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Commit Arrow tables as ``<name>.parquet`` files of one partition."""
+        rows = {name: t.num_rows for name, t in tables.items()}
+        files = {f"{name}.parquet": table_to_parquet(t) for name, t in tables.items()}
+        return self.write_files(prefix, files, {**(meta or {}), "rows": rows})
+
+    def manifest(self, prefix: str) -> dict[str, Any] | None:
+        """The committed manifest of a partition, or None if it was never committed."""
+        try:
+            return self.get_json(f"{prefix}/{MANIFEST}")
+        except FileNotFoundError:
+            return None
+
+    def read_file(self, prefix: str, name: str) -> bytes:
+        """One committed file's bytes, checked against the manifest's size and checksum."""
+        manifest = self.manifest(prefix)
+        if manifest is None:
+            raise PartitionNotFound(
+                f"s3://{self.bucket}/{prefix} has no committed data (no {MANIFEST}): "
+                "run the stage that writes it for that date first."
+            )
+        entry = manifest["files"].get(name)
+        if entry is None:
+            raise PartitionNotFound(
+                f"s3://{self.bucket}/{prefix} has no file {name!r}; it has {sorted(manifest['files'])}."
+            )
+        data = self.get_bytes(entry["key"])
+        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise CorruptObjectError(
+                f"s3://{self.bucket}/{entry['key']} does not match its manifest "
+                f"({len(data)} bytes, expected {entry['bytes']}): the object is corrupt. "
+                "Re-run the stage that writes it for that date to rebuild it."
+            )
+        return data
+
+    def read_table(self, prefix: str, name: str, columns: list[str] | None = None) -> pa.Table:
+        """A committed table ``<name>.parquet`` of a partition."""
+        return pq.read_table(pa.BufferReader(self.read_file(prefix, f"{name}.parquet")), columns=columns)
+
+    def committed_dates(self, dataset: str) -> list[str]:
+        """The dates of ``dataset`` that have a committed partition, ascending."""
+        suffix = "/" + MANIFEST
+        return [
+            key[len(dataset) + 4 : -len(suffix)]
+            for key in self.list_keys(f"{dataset}/dt=")
+            if key.endswith(suffix) and key.count("/") == dataset.count("/") + 2
+        ]

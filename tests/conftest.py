@@ -1,0 +1,30 @@
+"""Shared fixtures: a real SeaweedFS S3 server on free loopback ports, one per test session."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from recpipe import embedded
+from recpipe.storage import Store
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """(base_port, credentials) of a SeaweedFS started for this test session."""
+    root = tmp_path_factory.mktemp("seaweedfs")
+    creds = embedded.Credentials.generate()
+    base = embedded.free_port_block()
+    proc = embedded.start_seaweedfs(root, creds, base, root / "weed.log")
+    yield base, creds
+    embedded.stop(proc.pid)
+
+
+@pytest.fixture
+def store(s3_server) -> Store:
+    """A fresh, empty bucket on the session's S3 server."""
+    base, creds = s3_server
+    s = Store(embedded.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
+    s.ensure_bucket()
+    return s
