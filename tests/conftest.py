@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Airflow reads its configuration at import: point it at a private home before any test imports it.
+os.environ.update({
+    "AIRFLOW_HOME": tempfile.mkdtemp(prefix="recpipe-airflow-"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+})
 
 import pytest
 

@@ -60,10 +60,10 @@ class _Shop:
         self.item_pop = 1.0 / (1.0 + self.item_pop) ** 1.1
         self.item_price = np.round(np.exp(rng.normal(3.0 + 0.1 * self.item_cat, 0.5)), 2)
         self.item_brand = rng.integers(0, 40, n_i)
-        self.item_born = np.where(rng.random(n_i) < spec.new_share, rng.integers(1, spec.days, n_i), 0)
+        self.item_born = np.where(rng.random(n_i) < spec.new_share, rng.integers(1, max(spec.days, 2), n_i), 0)
         self.item_available = rng.random(n_i) > 0.03
         self.taste = rng.dirichlet(np.full(n_c, spec.taste_alpha), n_u)
-        self.user_born = np.where(rng.random(n_u) < spec.new_share, rng.integers(1, spec.days, n_u), 0)
+        self.user_born = np.where(rng.random(n_u) < spec.new_share, rng.integers(1, max(spec.days, 2), n_u), 0)
         self.user_activity = np.clip(rng.lognormal(0, 0.6, n_u) * spec.active_rate, 0.02, 0.95)
         self.user_age = rng.integers(16, 75, n_u).astype(np.int32)
         self.user_gender = rng.choice(np.array(["f", "m", "x"]), n_u, p=[0.48, 0.48, 0.04])

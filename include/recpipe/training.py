@@ -16,6 +16,7 @@ import numpy as np
 
 from recpipe import registry
 from recpipe.config import RunParams
+from recpipe.errors import DataError
 from recpipe.models import TrainingData, model_class
 from recpipe.storage import Store, partition
 
@@ -29,6 +30,12 @@ def load_training_data(store: Store, dt: str) -> TrainingData:
     prefix = partition("features", dt)
     meta = store.manifest(prefix)["meta"]
     inter = store.read_table(prefix, "interactions")
+    if inter.num_rows < 2:
+        raise DataError(
+            f"{prefix} has {inter.num_rows} interactions before {dt}: nothing to train on. The window "
+            f"starting {meta['window']} has no validated days before {dt}; validate (or backfill) "
+            f"earlier dates first, e.g. `recpipe validate --date {meta['window']}`."
+        )
     items = store.read_table(prefix, "items", columns=["popularity"])
     return TrainingData(
         users=inter["user_idx"].to_numpy(),

@@ -1,0 +1,143 @@
+"""
+### recommendations_daily
+
+Every day, turn the day's raw interaction events into a fresh top-K recommendations table.
+
+```
+wait_for_events → validate_events → build_features → train_candidate → evaluate → gate
+    gate ─(pass)→ promote_candidate ─┐
+         └(fail)→ keep_champion ─────┴→ publish → recommendations/dt=<ds>/
+```
+
+- **wait_for_events** waits for `raw/events/dt=<ds>/_SUCCESS` (the producer's marker).
+- **validate_events** runs the Great Expectations gate: bad rows → `quarantine/`, the rest
+  → `clean/`; a bad batch fails the run (no retry). Report: `reports/quality/dt=<ds>/`.
+- **build_features** writes point-in-time features to `features/dt=<ds>/` (only data ≤ ds).
+- **train_candidate** trains `model` (pool `gpu`) into `models/<model>/<version>/`.
+- **evaluate** + **gate** compare candidate, champion and popularity on day ds's hold-out
+  (`reports/evaluation/dt=<ds>/`); a candidate that passes becomes champion.
+- **publish** writes `recommendations/dt=<ds>/` with the chosen model and updates
+  `recommendations/_latest`.
+
+The run for logical date *ds* covers the UTC day *ds* and runs after it ends. All data lives
+in the bucket of the `recpipe_s3` connection.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, task
+
+RECOMMENDATIONS = Asset(name="recommendations", uri="s3://recpipe/recommendations/")
+TRAIN_QUEUE = os.environ.get("RECPIPE_TRAIN_QUEUE", "default")
+
+PARAMS = {
+    "model": Param("mf", type="string", enum=["mf", "popularity"],
+                   description="Model to train: mf (matrix factorisation) or popularity (baseline)."),
+    "top_k": Param(10, type="integer", minimum=1, maximum=500, description="Items per user in the table."),
+    "lookback_days": Param(30, type="integer", minimum=1, maximum=365,
+                           description="Days of events (before the run date) that features and training see."),
+    "epochs": Param(8, type="integer", minimum=1, maximum=200, description="Maximum training epochs (early stopping may end sooner)."),
+    "embedding_dim": Param(32, type="integer", minimum=4, maximum=512, description="Embedding size of the model."),
+    "seed": Param(42, type="integer", minimum=0, description="Random seed: same seed and data, same model."),
+    "max_reject_rate": Param(0.05, type="number", minimum=0, maximum=1,
+                             description="Largest share of rejected raw rows before the whole batch fails."),
+    "min_lift_over_popularity": Param(0.05, type="number", minimum=0, maximum=10,
+                                      description="Candidate NDCG@K must beat popularity by this relative margin."),
+    "max_drop_vs_champion": Param(0.02, type="number", minimum=0, maximum=1,
+                                  description="Candidate NDCG@K may be at most this much (relative) below the champion."),
+    "exclude_purchased": Param(True, type="boolean", description="Never recommend what the user already bought."),
+}
+
+
+@dag(
+    dag_id="recommendations_daily",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    params=PARAMS,
+    doc_md=__doc__,
+    tags=["recpipe"],
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=30),
+    },
+)
+def recommendations_daily():
+    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
+    def wait_for_events(ds: str | None = None) -> bool:
+        from recpipe import landing
+        from recpipe_airflow import store
+
+        return landing.is_ready(store(), "events", ds)
+
+    @task
+    def validate_events(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe import pipeline
+        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+
+        with fail_fast_on_bad_data():
+            return pipeline.validate(store(), ds, run_params(params))
+
+    @task
+    def build_features(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe import pipeline
+        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+
+        with fail_fast_on_bad_data():
+            return pipeline.features(store(), ds, run_params(params))
+
+    @task(pool="gpu", queue=TRAIN_QUEUE, execution_timeout=timedelta(hours=2))
+    def train_candidate(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe import pipeline
+        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+
+        with fail_fast_on_bad_data():
+            return pipeline.train(store(), ds, run_params(params))
+
+    @task
+    def evaluate(ds: str | None = None, params: dict | None = None) -> bool:
+        from recpipe import pipeline
+        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+
+        with fail_fast_on_bad_data():
+            return pipeline.evaluate(store(), ds, run_params(params))["passed"]
+
+    @task.branch
+    def gate(passed: bool) -> str:
+        return "promote_candidate" if passed else "keep_champion"
+
+    @task
+    def promote_candidate(ds: str | None = None) -> dict:
+        from recpipe import pipeline
+        from recpipe_airflow import store
+
+        return pipeline.apply_gate(store(), ds)
+
+    @task
+    def keep_champion(ds: str | None = None) -> dict:
+        from recpipe import pipeline
+        from recpipe_airflow import store
+
+        return pipeline.apply_gate(store(), ds)  # logs a warning naming why the candidate lost
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[RECOMMENDATIONS])
+    def publish(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe import pipeline
+        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+
+        with fail_fast_on_bad_data():
+            return pipeline.publish(store(), ds, run_params(params))
+
+    passed = evaluate()
+    wait_for_events() >> validate_events() >> build_features() >> train_candidate() >> passed
+    gate(passed) >> [promote_candidate(), keep_champion()] >> publish()
+
+
+recommendations_daily()
