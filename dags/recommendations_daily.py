@@ -57,7 +57,7 @@ PARAMS = {
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=datetime(2024, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=3,  # a backfill can run beside the daily run; a waiting sensor blocks nothing
     params=PARAMS,
     doc_md=__doc__,
     tags=["recpipe"],
