@@ -32,6 +32,8 @@ ITEMS = pa.schema(
         pa.field("brand", pa.string()),
         pa.field("price", pa.float64()),
         pa.field("title", pa.string()),
+        pa.field("text", pa.string()),  # free text for content features (description, genres)
+        pa.field("release_year", pa.int32()),
         pa.field("available", pa.bool_()),
     ]
 )

@@ -44,6 +44,7 @@ def load_training_data(store: Store, dt: str) -> TrainingData:
         n_users=meta["n_users"],
         n_items=meta["n_items"],
         popularity=items["popularity"].to_numpy(),
+        last_ts=inter["last_ts"].cast("int64").to_numpy(),
     )
 
 

@@ -51,6 +51,6 @@ def test_daily_dag_shape():
     assert dag.get_task("gate").downstream_task_ids == {"promote_candidate", "keep_champion"}
     assert dag.get_task("publish").upstream_task_ids == {"promote_candidate", "keep_champion"}
     assert dag.get_task("train_candidate").pool == "gpu"
-    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.max_active_runs == 3 and not dag.catchup
     assert all(t.execution_timeout is not None for t in dag.tasks)
     assert dag.params["model"] == "mf"

@@ -18,6 +18,8 @@ class TrainingData:
 
     users, items, weights: (n_interactions,) — one row per (user, item) pair seen before D.
     popularity: (n_items,) — time-decayed interaction weight per item.
+    last_ts: (n_interactions,) int64 — when the user last touched the item (epoch µs);
+        sequence models order a user's items by it.
     """
 
     users: np.ndarray
@@ -26,6 +28,7 @@ class TrainingData:
     n_users: int
     n_items: int
     popularity: np.ndarray
+    last_ts: np.ndarray | None = None
 
 
 class Recommender(ABC):
