@@ -59,6 +59,8 @@ class RunParams:
     learning_rate: float = 0.01
     seed: int = 42
     max_reject_rate: float = 0.05
+    max_volume_ratio: float = 5.0
+    max_unknown_item_rate: float = 0.05
     min_lift_over_popularity: float = 0.05
     max_drop_vs_champion: float = 0.02
     exclude_purchased: bool = True
@@ -69,8 +71,11 @@ class RunParams:
         for name in ("top_k", "lookback_days", "epochs", "embedding_dim", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if not 0 <= self.max_reject_rate <= 1:
-            raise ConfigError(f"max_reject_rate must be within [0, 1], got {self.max_reject_rate}.")
+        for name in ("max_reject_rate", "max_unknown_item_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be within [0, 1], got {getattr(self, name)}.")
+        if self.max_volume_ratio != 0 and self.max_volume_ratio < 1:
+            raise ConfigError(f"max_volume_ratio must be 0 (off) or >= 1, got {self.max_volume_ratio}.")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "RunParams":

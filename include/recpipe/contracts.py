@@ -7,6 +7,8 @@ human-readable version of this module.
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
+
 import pyarrow as pa
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
@@ -50,3 +52,9 @@ USERS = pa.schema(
 
 #: Weight of each event type as implicit feedback (a purchase says more than a view).
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0, "rating": 3.0}
+
+
+def day_bounds(dt: str) -> tuple[datetime, datetime]:
+    """[start, end) of the UTC day a ``dt=YYYY-MM-DD`` partition holds."""
+    start = datetime.combine(date.fromisoformat(dt), datetime.min.time(), tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recpipe import contracts, landing
+from recpipe.contracts import day_bounds
 from recpipe.config import RunParams
 from recpipe.errors import PartitionNotFound
-from recpipe.quality import day_bounds
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from recpipe.config import RunParams
 from recpipe.evaluation import evaluate as compute_metrics
 from recpipe.models import Recommender
 from recpipe.models.popularity import Popularity
-from recpipe.quality import day_bounds
+from recpipe.contracts import day_bounds
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)

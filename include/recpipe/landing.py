@@ -1,16 +1,18 @@
 """Reading and writing the landing zone ``raw/<table>/dt=YYYY-MM-DD/``.
 
-Producers drop Parquet files (one or many) into a date's partition and write ``_SUCCESS``
-last; the partition is ready when the marker is there. Columns are cast to the contract's
-schema on read; a column that is missing or cannot be cast fails the whole batch.
+Producers drop files (one or many; Parquet, CSV with a header, or JSON Lines) into a date's
+partition and write ``_SUCCESS`` last; the partition is ready when the marker is there.
+Columns are cast to the contract's schema on read; a column that is missing or cannot be
+cast safely fails the whole batch.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from recpipe.errors import DataQualityError
@@ -38,8 +40,17 @@ def write_raw(store: Store, table: str, dt: str, data: pa.Table) -> str:
     return prefix
 
 
+#: File formats a producer may drop, by file name suffix.
+READERS = {
+    ".parquet": lambda data: pq.read_table(pa.BufferReader(data)),
+    ".csv": lambda data: pacsv.read_csv(pa.BufferReader(data)),
+    ".jsonl": lambda data: pajson.read_json(pa.BufferReader(data)),
+    ".json": lambda data: pajson.read_json(pa.BufferReader(data)),
+}
+
+
 def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
-    """Every file of a raw partition, concatenated and cast to ``schema``.
+    """Every file of a raw partition (Parquet, CSV or JSON Lines), concatenated and cast to ``schema``.
 
     Columns the contract does not name are kept after the contract's columns (recorded in
     the quality report); optional contract columns that are absent are added as nulls.
@@ -50,29 +61,56 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
         raise DataQualityError(f"raw/{table} for {dt} is empty: no data file under {where}.")
     parts = []
     for key in keys:
-        try:
-            parts.append(pq.read_table(io.BytesIO(store.get_bytes(key))))
-        except (pa.ArrowInvalid, OSError) as exc:
+        suffix = "." + key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
+        reader = READERS.get(suffix)
+        if reader is None:
             raise DataQualityError(
-                f"s3://{store.bucket}/{key} is not readable Parquet ({exc}); "
+                f"s3://{store.bucket}/{key}: unknown file type {suffix or '(no suffix)'!r}; "
+                f"deliver {', '.join(READERS)} files (docs/contract.md)."
+            )
+        data = store.get_bytes(key)
+        try:
+            if not data:
+                raise pa.ArrowInvalid("the file is empty (0 bytes)")
+            parts.append(conform(reader(data), schema, f"s3://{store.bucket}/{key}"))
+        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+            raise DataQualityError(
+                f"s3://{store.bucket}/{key} is not readable {suffix[1:]} ({exc}); "
                 "re-deliver the file and its _SUCCESS marker."
             ) from exc
-    return conform(pa.concat_tables(parts, promote_options="permissive"), schema, where)
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def conform(data: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
-    """Cast ``data`` to ``schema``; a missing required column or a failed cast fails the batch."""
+    """Cast ``data`` to ``schema``; a missing required column or an unsafe cast fails the batch.
+
+    Safe casts only: integers may become string ids, ISO-8601 strings timestamps, integers
+    floats. A float id (``12.0``) or a string where a number belongs is refused, not guessed.
+    """
     columns, fields = [], []
     for field in schema:
         if field.name not in data.column_names:
             if not field.nullable:
+                names = data.column_names
+                hint = (" A single column whose name holds ';', '|' or a tab: the CSV's delimiter must be a comma."
+                        if len(names) == 1 and any(d in names[0] for d in ";|\t") else "")
                 raise DataQualityError(
                     f"{where}: required column {field.name!r} is missing; the file has "
-                    f"{data.column_names}. Fix the producer's export to the contract (docs/contract.md)."
+                    f"{names}.{hint} Fix the producer's export to the contract (docs/contract.md)."
                 )
             columns.append(pa.nulls(data.num_rows, field.type))
         else:
             col = data.column(field.name)
+            if pa.types.is_binary(col.type) and pa.types.is_string(field.type):
+                raise DataQualityError(
+                    f"{where}: column {field.name!r} holds bytes that are not UTF-8 text; "
+                    "export the file as UTF-8."
+                )
+            if not _castable(col.type, field.type):
+                raise DataQualityError(
+                    f"{where}: column {field.name!r} has type {col.type}, the contract says "
+                    f"{field.type} (docs/contract.md); fix the producer's export."
+                )
             try:
                 columns.append(col.cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -85,6 +123,23 @@ def conform(data: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     if extra:
         log.warning("%s: columns not in the contract are kept but unused: %s", where, extra)
     return pa.table(columns + [data.column(n) for n in extra], schema=pa.schema(fields + [data.schema.field(n) for n in extra]))
+
+
+def _castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a column of ``source`` type may be cast to the contract's ``target`` type."""
+    if source == target or pa.types.is_null(source):
+        return True
+    if pa.types.is_string(target):
+        return pa.types.is_string(source) or pa.types.is_large_string(source) or pa.types.is_integer(source)
+    if pa.types.is_timestamp(target):
+        return pa.types.is_timestamp(source) or pa.types.is_string(source)
+    if pa.types.is_floating(target):
+        return pa.types.is_floating(source) or pa.types.is_integer(source)
+    if pa.types.is_integer(target):
+        return pa.types.is_integer(source)
+    if pa.types.is_boolean(target):
+        return pa.types.is_boolean(source)
+    return False
 
 
 def ready_dates(store: Store, table: str) -> list[str]:

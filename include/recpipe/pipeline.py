@@ -53,6 +53,14 @@ def seed(store: Store, spec: ShopSpec = ShopSpec()) -> list[str]:
     return dates
 
 
+def import_movielens(store: Store, path: str) -> list[str]:
+    """Deliver a MovieLens release into the landing zone; returns the dates of its days."""
+    from recpipe import movielens
+
+    store.ensure_bucket()
+    return movielens.import_to_store(store, path)
+
+
 @stage
 def validate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     r = quality.validate_events(store, dt, params)

@@ -1,38 +1,46 @@
-"""The data-quality gate on a day of raw events (Great Expectations).
+"""The data-quality gate on a day of raw data (Great Expectations).
 
 Two levels of failure:
 
-- row level: a null key, an unknown event type, a timestamp outside the partition's day,
-  a value out of range, an exact duplicate. The row goes to
+- row level: a null key, an unknown event type, a timestamp outside the partition's day or
+  in the future, a value out of range, an exact duplicate. The row goes to
   ``quarantine/events/dt=D`` with a ``reason``; the rest goes on to ``clean/events/dt=D``.
-- batch level: a missing or retyped column, an empty or unreadable partition, or more than
-  ``max_reject_rate`` of the rows rejected. Nothing is written to ``clean/``, and a
-  :class:`DataQualityError` says what is wrong and where.
+- batch level: a missing or retyped column, an empty or unreadable partition, more than
+  ``max_reject_rate`` of the rows rejected, a row count outside ``max_volume_ratio`` × the
+  median of the previous 7 partitions, more than ``max_unknown_item_rate`` of the events
+  about items the catalog does not list, or a failed items/users suite. Nothing is written
+  to ``clean/``, and a :class:`DataQualityError` says what is wrong and where.
 
-The Great Expectations suite (:func:`events_suite`) is the reviewable statement of the
-rules; its result and an HTML page land in ``reports/quality/dt=D/``.
+The suites (``recpipe.expectations``) are the reviewable statement of the rules; the GX
+result and an HTML page land in ``reports/quality/dt=D/``.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import contracts, landing
+from recpipe import contracts, expectations, landing, reports
 from recpipe.config import RunParams
 from recpipe.errors import DataQualityError
+from recpipe.contracts import day_bounds
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
+for _name in ("great_expectations", "great_expectations.data_context.types.base"):
+    logging.getLogger(_name).setLevel(logging.WARNING)  # GX is chatty at INFO
 
 #: Row-level rules in the order they are checked; a row gets the first reason that applies.
-REASONS = ("null_key", "unknown_event_type", "ts_outside_day", "value_out_of_range", "duplicate")
+REASONS = ("null_key", "unknown_event_type", "ts_outside_day", "ts_in_future", "value_out_of_range", "duplicate")
+#: Clock skew tolerated before a timestamp counts as "in the future".
+FUTURE_SKEW_SECONDS = 300
+VOLUME_HISTORY = 7  # partitions whose median row count is the volume reference
+VOLUME_MIN_HISTORY = 3  # fewer previous partitions than this: no volume check
 
 
 @dataclass(frozen=True)
@@ -42,21 +50,17 @@ class ValidationResult:
     clean_rows: int
     quarantined: dict[str, int]
     report: str
+    extra_columns: list[str] = field(default_factory=list)
 
     @property
     def reject_rate(self) -> float:
         return 1 - self.clean_rows / self.rows if self.rows else 0.0
 
 
-def day_bounds(dt: str) -> tuple[datetime, datetime]:
-    """[start, end) of a partition's UTC day."""
-    start = datetime.combine(date.fromisoformat(dt), datetime.min.time(), tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
-
-
-def row_reasons(events: pa.Table, dt: str) -> pa.Array:
+def row_reasons(events: pa.Table, dt: str, now: datetime | None = None) -> pa.Array:
     """One reason per row (null where the row is clean), vectorised with pyarrow."""
     start, end = day_bounds(dt)
+    now = now or datetime.now(timezone.utc)
     ts = events["event_ts"]
     value = events["value"]
     is_rating = pc.equal(events["event_type"], "rating")
@@ -67,6 +71,7 @@ def row_reasons(events: pa.Table, dt: str) -> pa.Array:
         ),
         "unknown_event_type": pc.invert(pc.is_in(events["event_type"], pa.array(contracts.EVENT_TYPES))),
         "ts_outside_day": pc.or_(pc.less(ts, pa.scalar(start, ts.type)), pc.greater_equal(ts, pa.scalar(end, ts.type))),
+        "ts_in_future": pc.greater(ts, pa.scalar(now.timestamp() * 1e6 + FUTURE_SKEW_SECONDS * 1e6).cast(pa.int64()).cast(ts.type)),
         "value_out_of_range": pc.or_(
             pc.less(value, 0.0),
             pc.and_(is_rating, pc.or_(pc.less(value, 1.0), pc.greater(value, 5.0))),
@@ -87,67 +92,70 @@ def _duplicates(events: pa.Table) -> pa.Array:
     return pc.invert(pc.is_in(keyed["_row"], first["_row_min"]))
 
 
-def events_suite(dt: str, params: RunParams):
-    """The GX expectation suite for ``raw/events`` of one date."""
-    import great_expectations as gx
-
-    start, end = day_bounds(dt)
-    mostly = 1 - params.max_reject_rate
-    E = gx.expectations
-    expectations = [E.ExpectColumnToExist(column=c) for c in contracts.EVENTS_REQUIRED]
-    expectations += [E.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly) for c in contracts.EVENTS_REQUIRED]
-    expectations += [
-        E.ExpectTableRowCountToBeBetween(min_value=1),
-        E.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(contracts.EVENT_TYPES), mostly=mostly),
-        E.ExpectColumnValuesToBeBetween(
-            column="event_ts", min_value=start, max_value=end - timedelta(microseconds=1), mostly=mostly
-        ),
-        E.ExpectColumnValuesToBeBetween(column="value", min_value=0, mostly=mostly),
-        E.ExpectCompoundColumnsToBeUnique(column_list=list(contracts.EVENTS.names), mostly=mostly),
-    ]
-    return gx.ExpectationSuite(name="raw_events", expectations=expectations)
+def volume_bounds(store: Store, dt: str, params: RunParams) -> tuple[int, int, float] | None:
+    """(min, max, median) allowed row count from the previous committed partitions, or None."""
+    if not params.max_volume_ratio:
+        return None
+    history = [d for d in store.committed_dates("clean/events") if d < dt][-VOLUME_HISTORY:]
+    if len(history) < VOLUME_MIN_HISTORY:
+        return None
+    counts = [store.manifest(partition("clean/events", d))["meta"]["source_rows"] for d in history]
+    median = statistics.median(counts)
+    return int(median / params.max_volume_ratio), int(median * params.max_volume_ratio) + 1, median
 
 
-def run_suite(events: pa.Table, dt: str, params: RunParams) -> dict:
-    """Validate the batch with Great Expectations; returns GX's result as JSON."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("raw").add_dataframe_asset("events")
-    batch = asset.add_batch_definition_whole_dataframe(dt).get_batch(
-        batch_parameters={"dataframe": events.to_pandas()}
-    )
-    return batch.validate(events_suite(dt, params)).to_json_dict()
+def catalog_ids(store: Store, dt: str) -> pa.Array | None:
+    """Item ids of the newest catalog snapshot on or before ``dt`` (None without a catalog)."""
+    dates = [d for d in landing.ready_dates(store, "items") if d <= dt]
+    if not dates:
+        return None
+    return landing.read_raw(store, "items", dates[-1], contracts.ITEMS)["item_id"].combine_chunks()
 
 
 def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResult:
-    """Validate ``raw/events/dt`` and split it into ``clean/`` and ``quarantine/``."""
-    events = landing.read_raw(store, "events", dt, contracts.EVENTS)
+    """Validate ``raw/{events,items,users}/dt`` and split events into ``clean/`` and ``quarantine/``."""
+    report = f"reports/quality/dt={dt}/index.html"
+    try:
+        events = landing.read_raw(store, "events", dt, contracts.EVENTS)
+    except DataQualityError as exc:  # unreadable or retyped: still leave a report behind
+        reports.write_quality(store, dt, {"dt": dt, "passed": False, "problems": [str(exc)]}, {})
+        raise DataQualityError(f"{exc} Nothing from this date goes further.", report=store.url(report)) from exc
     log.info("validating %d raw events of %s", events.num_rows, dt)
     reason = row_reasons(events, dt)
-    gx_result = run_suite(events, dt, params)
+    catalog = catalog_ids(store, dt)
+    bounds = volume_bounds(store, dt, params)
+    gx_results = {"events": expectations.run(
+        expectations.events_suite(dt, params, bounds, catalog is not None),
+        expectations.events_frame(events, catalog), f"events-{dt}")}
+    for table, schema in (("items", contracts.ITEMS), ("users", contracts.USERS)):
+        if landing.is_ready(store, table, dt):
+            data = landing.read_raw(store, table, dt, schema)
+            gx_results[table] = expectations.run(expectations.SUITES[table](), data.to_pandas(), f"{table}-{dt}")
     bad = pc.is_valid(reason)
     counts = {r["values"]: r["counts"] for r in pc.value_counts(pc.drop_null(reason)).to_pylist()}
     clean = events.filter(pc.invert(bad)).select(contracts.EVENTS.names)
-    result = ValidationResult(dt, events.num_rows, clean.num_rows, counts, f"reports/quality/dt={dt}/index.html")
-    problems = _batch_problems(result, gx_result, params)
-    _write_report(store, result, gx_result, problems)
+    extra = [c for c in events.column_names if c not in contracts.EVENTS.names]
+    result = ValidationResult(dt, events.num_rows, clean.num_rows, counts, report, extra)
+    problems = _batch_problems(result, gx_results, params, bounds)
+    summary = {"dt": dt, "rows": result.rows, "clean_rows": result.clean_rows, "quarantined": counts,
+               "extra_columns": extra, "volume_bounds": bounds, "catalog_items": None if catalog is None else len(catalog),
+               "passed": not problems, "problems": problems}
+    reports.write_quality(store, dt, summary, gx_results)
     if problems:
         raise DataQualityError(
-            f"raw/events for {dt} failed the quality gate: {' '.join(problems)} "
-            f"Nothing from this date goes further.",
-            report=store.url(result.report),
+            f"raw data for {dt} failed the quality gate: {' '.join(problems)} Nothing from this date goes further.",
+            report=store.url(report),
         )
-    store.write_partition(partition("quarantine/events", dt), {"events": events.filter(bad).append_column("reason", reason.filter(bad))})
+    quarantine = events.filter(bad).select(contracts.EVENTS.names).append_column("reason", reason.filter(bad))
+    store.write_partition(partition("quarantine/events", dt), {"events": quarantine})
     store.write_partition(partition("clean/events", dt), {"events": clean}, {"source_rows": events.num_rows})
     log.info("%s: %d clean rows, %d quarantined %s; report %s", dt, clean.num_rows,
-             result.rows - result.clean_rows, counts, store.url(result.report))
+             result.rows - result.clean_rows, counts, store.url(report))
     return result
 
 
-def _batch_problems(result: ValidationResult, gx_result: dict, params: RunParams) -> list[str]:
+def _batch_problems(result: ValidationResult, gx_results: dict[str, dict], params: RunParams,
+                    bounds: tuple[int, int, float] | None) -> list[str]:
     """Sentences naming each batch-level failure (empty when the batch passes)."""
     problems = []
     if result.reject_rate > params.max_reject_rate:
@@ -156,32 +164,32 @@ def _batch_problems(result: ValidationResult, gx_result: dict, params: RunParams
             f"{result.rows - result.clean_rows} of {result.rows} rows ({result.reject_rate:.1%}) "
             f"were rejected ({detail}), above the {params.max_reject_rate:.0%} limit (max_reject_rate)."
         )
-    for r in gx_result["results"]:
-        if not r["success"]:
-            cfg = r["expectation_config"]
-            problems.append(f"GX expectation {cfg['type']} on {cfg['kwargs'].get('column') or cfg['kwargs'].get('column_list', 'the table')} failed.")
+    for table, gx in gx_results.items():
+        for r in gx["results"]:
+            if r["success"]:
+                continue
+            kind, kwargs = r["expectation_config"]["type"], r["expectation_config"]["kwargs"]
+            if kind == "expect_table_row_count_to_be_between" and bounds and table == "events":
+                problems.append(
+                    f"raw/events has {result.rows} rows, outside {bounds[0]}..{bounds[1]} "
+                    f"(max_volume_ratio {params.max_volume_ratio:g} × the median {bounds[2]:g} of the previous days)."
+                )
+            elif kwargs.get("column") == "item_in_catalog":
+                share = r["result"].get("unexpected_percent", 0.0)
+                problems.append(
+                    f"{share:.1f}% of the events are about items the catalog (raw/items) does not list, "
+                    f"above the {params.max_unknown_item_rate:.0%} limit (max_unknown_item_rate)."
+                )
+            elif kind.startswith("expect_column") and r["expectation_config"].get("meta", {}).get("row_level"):
+                continue  # counted in the reject rate above
+            else:
+                column = kwargs.get("column") or kwargs.get("column_list") or "the table"
+                problems.append(f"raw/{table}: GX expectation {kind} on {column} failed ({_observed(r)}).")
     return problems
 
 
-def _write_report(store: Store, result: ValidationResult, gx_result: dict, problems: list[str]) -> None:
-    prefix = f"reports/quality/dt={result.dt}"
-    summary = {
-        "dt": result.dt, "rows": result.rows, "clean_rows": result.clean_rows,
-        "quarantined": result.quarantined, "passed": not problems, "problems": problems,
-    }
-    store.put_json(f"{prefix}/result.json", {"summary": summary, "great_expectations": gx_result})
-    rows = "".join(
-        f"<tr class={'ok' if r['success'] else 'bad'}><td>{html.escape(r['expectation_config']['type'])}</td>"
-        f"<td>{html.escape(str(r['expectation_config']['kwargs'].get('column', r['expectation_config']['kwargs'].get('column_list', ''))))}</td>"
-        f"<td>{'pass' if r['success'] else 'FAIL'}</td>"
-        f"<td>{html.escape(str({k: v for k, v in r['result'].items() if k in ('unexpected_count', 'unexpected_percent', 'observed_value')}))}</td></tr>"
-        for r in gx_result["results"]
-    )
-    verdict = "passed" if not problems else "FAILED: " + " ".join(problems)
-    page = f"""<!doctype html><meta charset=utf-8><title>Quality {result.dt}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}
-.ok td:nth-child(3){{color:green}}.bad td:nth-child(3){{color:#b00;font-weight:bold}}</style>
-<h1>raw/events dt={result.dt}: {html.escape(verdict)}</h1>
-<p>{result.rows} rows, {result.clean_rows} clean, quarantined by reason: {html.escape(str(result.quarantined))}</p>
-<table><tr><th>expectation</th><th>column</th><th>result</th><th>observed</th></tr>{rows}</table>"""
-    store.put_bytes(f"{prefix}/index.html", page.encode())
+def _observed(result: dict) -> str:
+    r = result["result"]
+    if "observed_value" in r:
+        return f"observed {r['observed_value']}"
+    return f"{r.get('unexpected_count', '?')} unexpected values"

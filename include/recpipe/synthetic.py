@@ -163,6 +163,8 @@ def generate(spec: ShopSpec = ShopSpec()) -> Iterator[Day]:
                 "brand": pa.array(np.char.add("brand", shop.item_brand[live_items].astype(str))),
                 "price": pa.array(shop.item_price[live_items]),
                 "title": pa.array(np.char.add("Item ", live_items.astype(str))),
+                "text": pa.array(np.char.add("cat", shop.item_cat[live_items].astype(str))),
+                "release_year": pa.nulls(len(live_items), pa.int32()),
                 "available": pa.array(shop.item_available[live_items]),
             },
             schema=contracts.ITEMS,

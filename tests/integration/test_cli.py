@@ -64,3 +64,13 @@ def test_metrics_compares_any_two_tables(tmp_path):
     assert abs(m["recall@3"] - (1.0 + 0) / 2) < 1e-9
     assert abs(m["hit_rate@3"] - 0.5) < 1e-9
     assert abs(m["mrr@3"] - 0.5) < 1e-9
+
+
+def test_movielens_100k_imports_and_passes_the_gate(store):
+    ml100k = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ml-100k"
+    result = _cli(store, "import", "movielens", str(ml100k), "--validate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["days"] == 213 and out["dates"] == ["1997-09-20", "1998-04-22"]
+    assert out["rows"] == out["clean_rows"] == 100_000  # every rating passes, nothing quarantined
+    assert len(store.committed_dates("clean/events")) == 213

@@ -46,3 +46,11 @@ def test_uncastable_column_fails_the_batch():
     table = pa.table({"user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"], "event_ts": ["yesterday"]})
     with pytest.raises(DataQualityError, match="'event_ts' has type string"):
         conform(table, contracts.EVENTS, "here")
+
+
+def test_timestamps_after_now_are_in_the_future():
+    # the run for "today" (2024-01-10) at 06:00: an event stamped 09:00 has not happened yet
+    table = conform(pa.table({"user_id": ["u1", "u1"], "item_id": ["i1", "i2"], "event_type": ["view", "view"],
+                              "event_ts": [ts(5), ts(9)]}), contracts.EVENTS, "test")
+    got = row_reasons(table, "2024-01-10", now=ts(6)).to_pylist()
+    assert got == [None, "ts_in_future"]
