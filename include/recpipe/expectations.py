@@ -10,6 +10,7 @@ Arrow schema and refuses unsafe casts.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pandas as pd
@@ -94,6 +95,8 @@ def run(suite, frame: pd.DataFrame, batch_name: str) -> dict:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # GX sets its own loggers to INFO on import
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("raw").add_dataframe_asset(batch_name)

@@ -32,8 +32,6 @@ from recpipe.contracts import day_bounds
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)
-for _name in ("great_expectations", "great_expectations.data_context.types.base"):
-    logging.getLogger(_name).setLevel(logging.WARNING)  # GX is chatty at INFO
 
 #: Row-level rules in the order they are checked; a row gets the first reason that applies.
 REASONS = ("null_key", "unknown_event_type", "ts_outside_day", "ts_in_future", "value_out_of_range", "duplicate")

@@ -1,0 +1,39 @@
+"""Benchmark helpers: a throwaway SeaweedFS store and the machine's description."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from recpipe import embedded
+from recpipe.storage import Store
+
+
+@contextlib.contextmanager
+def temporary_store() -> Iterator[Store]:
+    """A fresh bucket on a SeaweedFS started for this benchmark on free loopback ports."""
+    root = Path(tempfile.mkdtemp(prefix="recpipe-bench-"))
+    creds = embedded.Credentials.generate()
+    base = embedded.free_port_block()
+    proc = embedded.start_seaweedfs(root, creds, base, root / "weed.log")
+    try:
+        store = Store(embedded.store_config(base, creds, bucket=f"bench-{uuid.uuid4().hex[:8]}"))
+        store.ensure_bucket()
+        yield store
+    finally:
+        embedded.stop(proc.pid)
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
