@@ -132,12 +132,14 @@ def recommendations_daily():
         return pipeline.apply_gate(store(), ds)  # logs a warning naming why the candidate lost
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[RECOMMENDATIONS])
-    def publish(ds: str | None = None, params: dict | None = None) -> dict:
+    def publish(ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
         from recpipe import pipeline
         from recpipe_airflow import fail_fast_on_bad_data, run_params, store
 
         with fail_fast_on_bad_data():
-            return pipeline.publish(store(), ds, run_params(params))
+            summary = pipeline.publish(store(), ds, run_params(params))
+        outlet_events[RECOMMENDATIONS].extra = {"dt": ds, "rows": summary["rows"]}  # tells consumers which date
+        return summary
 
     passed = evaluate()
     wait_for_events() >> validate_events() >> build_features() >> train_candidate() >> passed

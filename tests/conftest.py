@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The read-only public data sets (../shared/data next to the repo; RECPIPE_SHARED_DATA overrides).
+SHARED_DATA = Path(os.environ.get("RECPIPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 # Airflow reads its configuration at import: point it at a private home before any test imports it.
 os.environ.update({
     "AIRFLOW_HOME": tempfile.mkdtemp(prefix="recpipe-airflow-"),

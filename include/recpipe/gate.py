@@ -13,15 +13,13 @@ acts on the decision (promote, or keep the champion) and names the model to publ
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 
-from recpipe import registry, scoring
+from recpipe import registry, reports, scoring
 from recpipe.config import RunParams
 from recpipe.evaluation import evaluate as compute_metrics
 from recpipe.models import Recommender
@@ -74,21 +72,29 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: dict[str, str]
         metrics[role] = {**compute_metrics(holdout, recs, k, n_items), "model": ref["name"], "version": ref["version"]}
         log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users", role, ref["name"], ref["version"],
                  k, metrics[role][f"ndcg@{k}"], k, metrics[role][f"hit_rate@{k}"], len(users))
-    passed, reasons = decide(metrics, params)
+    passed, reasons, thresholds = decide(metrics, params)
     decision = {"dt": dt, "k": k, "passed": passed, "reasons": reasons, "metrics": metrics,
-                "candidate": candidate, "champion": champion}
-    _write_report(store, decision)
+                "thresholds": thresholds, "candidate": candidate, "champion": champion}
+    reports.write_evaluation(store, decision, history(store, dt))
     return decision
 
 
-def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[bool, list[str]]:
-    """The gate's rule; returns (passed, one sentence per check)."""
+def history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
+    """The evaluation decisions of up to ``days`` earlier dates, oldest first."""
+    keys = [k for k in store.list_keys("reports/evaluation/dt=") if k.endswith("/metrics.json")]
+    dates = sorted(k.split("dt=")[1].split("/")[0] for k in keys)
+    return [store.get_json(f"reports/evaluation/dt={d}/metrics.json") for d in dates if d < dt][-days:]
+
+
+def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[bool, list[str], dict[str, float]]:
+    """The gate's rule; returns (passed, one sentence per check, the thresholds it applied)."""
     key = f"ndcg@{params.top_k}"
     cand, pop = metrics["candidate"][key], metrics["popularity"][key]
     reasons, passed = [], True
     if metrics["candidate"]["users"] == 0:
-        return False, ["no hold-out users for this date (no one with history was active on it): nothing to judge."]
+        return False, ["no hold-out users for this date (no one with history was active on it): nothing to judge."], {}
     need = pop * (1 + params.min_lift_over_popularity)
+    thresholds = {f"min_{key}": need}
     ok = cand > need if pop > 0 else cand > 0
     passed &= ok
     reasons.append(f"{key} {cand:.4f} vs popularity {pop:.4f}: needs > {need:.4f} "
@@ -96,11 +102,12 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[boo
     if "champion" in metrics:
         champ = metrics["champion"][key]
         floor = champ * (1 - params.max_drop_vs_champion)
+        thresholds[f"min_{key}"] = max(need, floor)
         ok = cand >= floor
         passed &= ok
         reasons.append(f"{key} {cand:.4f} vs champion {champ:.4f}: needs >= {floor:.4f} "
                        f"(-{params.max_drop_vs_champion:.0%}) — {'ok' if ok else 'FAILED'}.")
-    return passed, reasons
+    return passed, reasons, thresholds
 
 
 def apply(store: Store, decision: dict[str, Any]) -> dict[str, str]:
@@ -116,26 +123,3 @@ def apply(store: Store, decision: dict[str, Any]) -> dict[str, str]:
                 "stays in %s for inspection.", decision["candidate"]["version"], decision["dt"],
                 " ".join(decision["reasons"]), fallback["name"], fallback["version"], decision["candidate"]["prefix"])
     return fallback
-
-
-def _write_report(store: Store, decision: dict[str, Any]) -> None:
-    prefix = f"reports/evaluation/dt={decision['dt']}"
-    store.put_json(f"{prefix}/metrics.json", decision)
-    names = [n for n in decision["metrics"]["candidate"] if "@" in n]
-    header = "".join(f"<th>{html.escape(r)}<br><small>{html.escape(m['model'])} {html.escape(m['version'])}</small></th>"
-                     for r, m in decision["metrics"].items())
-    rows = "".join(
-        f"<tr><td>{n}</td>" + "".join(
-            f"<td><div class=bar style='width:{200 * m[n]:.0f}px'></div>{m[n]:.4f}</td>" for m in decision["metrics"].values()
-        ) + "</tr>"
-        for n in names
-    )
-    verdict = "PASSED" if decision["passed"] else "REJECTED"
-    page = f"""<!doctype html><meta charset=utf-8><title>Evaluation {decision['dt']}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}
-.bar{{background:#4a7;height:8px;display:inline-block;margin-right:6px}}</style>
-<h1>Evaluation dt={decision['dt']}: candidate {verdict}</h1>
-<ul>{''.join(f'<li>{html.escape(r)}</li>' for r in decision['reasons'])}</ul>
-<table><tr><th>metric</th>{header}</tr>{rows}</table>
-<pre>{html.escape(json.dumps(decision['candidate']))}</pre>"""
-    store.put_bytes(f"{prefix}/index.html", page.encode())

@@ -6,13 +6,13 @@ Unavailable items are never recommended; past purchases are excluded when
 ``exclude_purchased``. The partition commits atomically (see ``recpipe.storage``), then
 ``recommendations/_latest`` names the newest committed date.
 
-Columns: user_id, item_id, rank, score, model_name, model_version, strategy, generated_at.
+Columns: user_id, item_id, rank, score, model_name, model_version, strategy, generated_at
+(the end of day D, from when the table is meant to serve).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 
 from recpipe import gate, scoring
 from recpipe.config import RunParams
+from recpipe.contracts import day_bounds
+from recpipe.errors import DataError
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> di
         log.info("%s: %d users from %s %s", strategy, len(who), r["name"], r["version"])
     recs = pa.concat_tables(parts).sort_by([("user_idx", "ascending"), ("rank", "ascending")])
     pos = pc.index_in(recs["user_idx"], value_set=users["user_idx"])
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    as_of = day_bounds(dt)[1]  # valid from the end of day D; fixed, so a re-run writes identical bytes
     table = pa.table({
         "user_id": pc.take(users["user_id"], pos),
         "item_id": pc.take(items["item_id"], recs["item_idx"]),
@@ -62,7 +64,7 @@ def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> di
         "model_name": recs["model_name"],
         "model_version": recs["model_version"],
         "strategy": recs["strategy"],
-        "generated_at": pa.array([now] * recs.num_rows, pa.timestamp("s", tz="UTC")),
+        "generated_at": pa.array([as_of] * recs.num_rows, pa.timestamp("s", tz="UTC")),
     })
     out = partition("recommendations", dt)
     store.write_partition(out, {"part": table}, {"dt": dt, "model": ref, "top_k": params.top_k})
@@ -88,3 +90,31 @@ def read(store: Store, dt: str | None = None) -> pa.Table:
     """The committed recommendations of ``dt`` (default: the latest)."""
     dt = dt or store.get_json(LATEST)["dt"]
     return store.read_table(partition("recommendations", dt), "part")
+
+
+COLUMNS = ("user_id", "item_id", "rank", "score", "model_name", "model_version", "strategy", "generated_at")
+
+
+def check(store: Store, dt: str | None = None) -> dict[str, Any]:
+    """What a consumer checks before using a table: columns, ranks 1..n per user, no repeats.
+
+    Raises :class:`DataError` naming the first problem; returns a short summary otherwise.
+    """
+    dt = dt or store.get_json(LATEST)["dt"]
+    table = read(store, dt)
+    where = f"s3://{store.bucket}/{partition('recommendations', dt)}"
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(f"{where} lacks columns {missing}.")
+    if table.num_rows == 0:
+        raise DataError(f"{where} is empty.")
+    per_user = table.group_by("user_id").aggregate([("rank", "count"), ("rank", "max"), ("item_id", "count_distinct")])
+    if not pc.all(pc.equal(per_user["rank_count"], per_user["rank_max"])).as_py():
+        raise DataError(f"{where}: some users' ranks are not 1..n without gaps.")
+    if not pc.all(pc.equal(per_user["rank_count"], per_user["item_id_count_distinct"])).as_py():
+        raise DataError(f"{where}: some users get the same item twice.")
+    strategies = set(pc.unique(table["strategy"]).to_pylist())
+    if not strategies <= {"personalized", "fallback"}:
+        raise DataError(f"{where}: unknown strategies {sorted(strategies)}.")
+    return {"dt": dt, "rows": table.num_rows, "users": per_user.num_rows,
+            "max_rank": pc.max(per_user["rank_max"]).as_py(), "strategies": sorted(strategies)}

@@ -39,3 +39,78 @@ def _gx_table(name: str, result: dict) -> str:
                     f"<td>{status}</td><td>{html.escape(str(observed))[:400]}</td></tr>")
     return (f"<h2>raw/{html.escape(name)}: Great Expectations</h2><table><tr><th>expectation</th><th>column</th>"
             f"<th>result</th><th>observed</th></tr>{''.join(rows)}</table>")
+
+
+COLORS = {"candidate": "#2a7", "champion": "#27c", "popularity": "#999", "threshold": "#c33"}
+
+
+def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    """``reports/evaluation/dt=D/{metrics.json,index.html}``: this run's metrics side by side,
+    and each metric over the dates in ``history`` (earlier decisions, oldest first) with the
+    gate's threshold drawn in. Returns the page's key."""
+    dt = decision["dt"]
+    prefix = f"reports/evaluation/dt={dt}"
+    store.put_json(f"{prefix}/metrics.json", decision)
+    names = [n for n in decision["metrics"]["candidate"] if "@" in n]
+    verdict = "PASSED" if decision["passed"] else "REJECTED"
+    models = "".join(f"<li><b style='color:{COLORS.get(r, '#000')}'>{html.escape(r)}</b>: "
+                     f"{html.escape(m['model'])} {html.escape(m['version'])}</li>" for r, m in decision["metrics"].items())
+    runs = history + [decision]
+    charts = "".join(_history_chart(n, runs, gated=n == f"ndcg@{decision['k']}") for n in names)
+    page = f"""<!doctype html><meta charset=utf-8><title>Evaluation {dt}: {verdict}</title><style>{STYLE}
+svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
+<h1>Evaluation dt={html.escape(dt)}: candidate <span class={'ok' if decision['passed'] else 'bad'}>{verdict}</span></h1>
+<ul>{''.join(f'<li>{html.escape(r)}</li>' for r in decision['reasons'])}</ul>
+<h2>This run</h2><ul>{models}</ul>{_bars(decision, names)}
+<h2>History ({len(runs)} dates)</h2><div class=charts>{charts}</div>"""
+    store.put_bytes(f"{prefix}/index.html", page.encode())
+    return f"{prefix}/index.html"
+
+
+def _bars(decision: dict[str, Any], names: list[str]) -> str:
+    """Grouped horizontal bars: one group per metric, one bar per contender."""
+    roles = list(decision["metrics"])
+    top = max([decision["metrics"][r][n] for r in roles for n in names] + [1e-9])
+    row_h, left, width = 12, 110, 360
+    height = len(names) * (len(roles) * row_h + 10)
+    parts, y = [], 0
+    for n in names:
+        parts.append(f"<text x=0 y={y + row_h * len(roles) / 2 + 4} font-size=12>{html.escape(n)}</text>")
+        for r in roles:
+            v = decision["metrics"][r][n]
+            w = width * v / top
+            parts.append(f"<rect x={left} y={y} width={w:.1f} height={row_h - 2} fill='{COLORS.get(r, '#555')}'>"
+                         f"<title>{html.escape(r)} {v:.4f}</title></rect>"
+                         f"<text x={left + w + 4:.1f} y={y + row_h - 3} font-size=10>{v:.4f}</text>")
+            y += row_h
+        y += 10
+    return f"<svg width={left + width + 60} height={height} role=img>{''.join(parts)}</svg>"
+
+
+def _history_chart(name: str, runs: list[dict[str, Any]], gated: bool) -> str:
+    """One metric over dates: a line per contender, plus the gate's bar when the metric is gated."""
+    w, h, pad = 320, 150, 30
+    series = {r: [run["metrics"].get(r, {}).get(name) for run in runs] for r in ("candidate", "champion", "popularity")}
+    if gated:
+        series["threshold"] = [run.get("thresholds", {}).get("min_" + name) for run in runs]
+    values = [v for s in series.values() for v in s if v is not None] or [0.0]
+    lo, hi = min(values + [0.0]), max(values) or 1.0
+    n = len(runs)
+
+    def xy(i: int, v: float) -> str:
+        x = pad + (w - 2 * pad) * (i / (n - 1) if n > 1 else 0.5)
+        return f"{x:.1f},{h - pad - (h - 2 * pad) * (v - lo) / ((hi - lo) or 1):.1f}"
+
+    lines = []
+    for role, vals in series.items():
+        pts = [xy(i, v) for i, v in enumerate(vals) if v is not None]
+        dash = " stroke-dasharray='4 3'" if role == "threshold" else ""
+        if pts:
+            lines.append(f"<polyline fill=none stroke='{COLORS[role]}' stroke-width=2{dash} points='{' '.join(pts)}'>"
+                         f"<title>{role}</title></polyline>")
+            lines += [f"<circle cx={p.split(',')[0]} cy={p.split(',')[1]} r=2.5 fill='{COLORS[role]}'/>" for p in pts]
+    axis = (f"<text x={pad} y={h - 8} font-size=10>{html.escape(runs[0]['dt'])}</text>"
+            f"<text x={w - pad} y={h - 8} font-size=10 text-anchor=end>{html.escape(runs[-1]['dt'])}</text>"
+            f"<text x=2 y={pad - 4} font-size=10>{hi:.3f}</text><text x=2 y={h - pad} font-size=10>{lo:.3f}</text>")
+    title = f"<text x={w / 2} y=14 font-size=12 text-anchor=middle>{html.escape(name)}{' (gated)' if gated else ''}</text>"
+    return f"<svg width={w} height={h} role=img>{title}{axis}{''.join(lines)}</svg>"

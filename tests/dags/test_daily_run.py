@@ -15,7 +15,7 @@ from recpipe.config import RunParams
 from recpipe.synthetic import ShopSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ShopSpec(users=400, items=150, days=6, seed=11)
+SPEC = ShopSpec(users=800, items=300, days=7, seed=11)  # enough history for MF to beat popularity
 
 
 def _dag():
@@ -27,7 +27,7 @@ def _dag():
 
 @pytest.fixture
 def seeded(s3_connection):
-    """Six seeded days; the first five validated as earlier daily runs would have."""
+    """Seven seeded days; the first six validated as earlier daily runs would have."""
     store = s3_connection
     dates = pipeline.seed(store, SPEC)
     for dt in dates[:-1]:
@@ -66,8 +66,42 @@ def test_bad_batch_fails_the_run_and_publishes_nothing(airflow_db, s3_connection
     landing.write_raw(store, "events", day.dt, day.events.drop_columns(["event_type"]))
     run = _dag().test(logical_date=datetime.fromisoformat(day.dt).replace(tzinfo=timezone.utc))
     assert run.state == "failed"
+    validate = run.get_task_instance("validate_events")
+    assert validate.state == "failed" and validate.try_number == 1  # not retried: data errors are not transient
+    assert run.get_task_instance("build_features").state == "upstream_failed"
     assert store.committed_dates("clean/events") == []
     assert store.list_keys("recommendations/") == []
-    report = store.get_json(f"reports/quality/dt={day.dt}/result.json") if store.exists(
-        f"reports/quality/dt={day.dt}/result.json") else None
-    assert report is None  # schema failures stop before GX runs: the message says what is missing
+    report = store.get_json(f"reports/quality/dt={day.dt}/result.json")["summary"]
+    assert not report["passed"] and "required column 'event_type' is missing" in report["problems"][0]
+
+
+def test_a_rejected_candidate_publishes_the_champion_and_the_consumer_checks_it(airflow_db, seeded):
+    store, last = seeded
+    day4, day5 = store.committed_dates("clean/events")[-1], last  # validated already; the DAG re-validates
+    dag = _dag()
+    # first a normal run; its candidate beats popularity and becomes champion
+    run = dag.test(logical_date=datetime.fromisoformat(day4).replace(tzinfo=timezone.utc))
+    assert run.state == "success" and run.get_task_instance("promote_candidate").state == "success"
+    champion = store.get_json("models/mf/champion.json")
+    # the next day, a gate no model can pass (NDCG 10x popularity's) forces a rejection
+    run = dag.test(logical_date=datetime.fromisoformat(day5).replace(tzinfo=timezone.utc),
+                   run_conf={"epochs": 2, "min_lift_over_popularity": 9.0})
+    assert run.state == "success"
+    assert run.get_task_instance("keep_champion").state == "success"
+    assert run.get_task_instance("promote_candidate").state == "skipped"
+    assert store.get_json("models/mf/champion.json") == champion  # unchanged
+    table = publish.read(store, day5)
+    personal = table.filter(pc.equal(table["strategy"], "personalized"))
+    assert set(pc.unique(personal["model_version"]).to_pylist()) == {champion["version"]}
+    decision = store.get_json(f"reports/evaluation/dt={day5}/metrics.json")
+    assert not decision["passed"] and "FAILED" in " ".join(decision["reasons"])
+    page = store.get_bytes(f"reports/evaluation/dt={day5}/index.html").decode()
+    assert "REJECTED" in page and page.count("<svg") >= 2 and day4 in page  # history chart reaches back a day
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    consumer = DagBag(dag_folder=str(ROOT / "dags" / "recommendations_consumer.py")).get_dag("recommendations_consumer")
+    run = consumer.test()
+    assert run.state == "success"
+    assert publish.check(store) == {"dt": day5, "rows": table.num_rows, "users": len(pc.unique(table["user_id"])),
+                                    "max_rank": 10, "strategies": sorted(set(table["strategy"].to_pylist()))}

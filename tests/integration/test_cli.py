@@ -67,7 +67,9 @@ def test_metrics_compares_any_two_tables(tmp_path):
 
 
 def test_movielens_100k_imports_and_passes_the_gate(store):
-    ml100k = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ml-100k"
+    from tests.conftest import SHARED_DATA
+
+    ml100k = SHARED_DATA / "ml-100k"
     result = _cli(store, "import", "movielens", str(ml100k), "--validate")
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
-
 import pytest
 
 from recpipe import contracts, movielens
 from recpipe.errors import DataError
 
-ML100K = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ml-100k"
+from tests.conftest import SHARED_DATA
+
+ML100K = SHARED_DATA / "ml-100k"
 
 
 def _check(data: movielens.MovieLens) -> None:
