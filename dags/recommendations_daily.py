@@ -83,35 +83,27 @@ def recommendations_daily():
 
     @task
     def validate_events(ds: str | None = None, params: dict | None = None) -> dict:
-        from recpipe import pipeline
-        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+        from recpipe_airflow import run_stage
 
-        with fail_fast_on_bad_data():
-            return pipeline.validate(store(), ds, run_params(params))
+        return run_stage("validate", ds, params)
 
     @task
     def build_features(ds: str | None = None, params: dict | None = None) -> dict:
-        from recpipe import pipeline
-        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+        from recpipe_airflow import run_stage
 
-        with fail_fast_on_bad_data():
-            return pipeline.features(store(), ds, run_params(params))
+        return run_stage("features", ds, params)
 
     @task(pool="gpu", queue=TRAIN_QUEUE, execution_timeout=timedelta(hours=2))
     def train_candidate(ds: str | None = None, params: dict | None = None) -> dict:
-        from recpipe import pipeline
-        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+        from recpipe_airflow import run_stage
 
-        with fail_fast_on_bad_data():
-            return pipeline.train(store(), ds, run_params(params))
+        return run_stage("train", ds, params)
 
     @task
     def evaluate(ds: str | None = None, params: dict | None = None) -> bool:
-        from recpipe import pipeline
-        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+        from recpipe_airflow import run_stage
 
-        with fail_fast_on_bad_data():
-            return pipeline.evaluate(store(), ds, run_params(params))["passed"]
+        return run_stage("evaluate", ds, params)["passed"]
 
     @task.branch
     def gate(passed: bool) -> str:
@@ -133,11 +125,9 @@ def recommendations_daily():
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[RECOMMENDATIONS])
     def publish(ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
-        from recpipe import pipeline
-        from recpipe_airflow import fail_fast_on_bad_data, run_params, store
+        from recpipe_airflow import run_stage
 
-        with fail_fast_on_bad_data():
-            summary = pipeline.publish(store(), ds, run_params(params))
+        summary = run_stage("publish", ds, params)
         outlet_events[RECOMMENDATIONS].extra = {"dt": ds, "rows": summary["rows"]}  # tells consumers which date
         return summary
 

@@ -32,6 +32,7 @@ log = logging.getLogger("recpipe.stack")
 S3_BASE_PORT = 8330  # master 8330, volume 8331, filer 8332, S3 8333, admin 8334
 API_PORT = 8080
 DAG_ID = "recommendations_daily"
+CONSUMER_DAG_ID = "recommendations_consumer"  # the example downstream DAG, scheduled on the Asset
 
 
 class Paths:
@@ -236,13 +237,15 @@ class AirflowAPI:
 def run_dag(env: dict[str, str], dt: str, timeout: float = 1800) -> str:
     """Trigger ``recommendations_daily`` for ``dt`` through Airflow and wait; returns the state."""
     api = AirflowAPI(env)
-    api.wait_for_dag(DAG_ID)
+    for dag_id in (CONSUMER_DAG_ID, DAG_ID):
+        api.wait_for_dag(dag_id)
     logical = f"{dt}T00:00:00Z"
     state = api.run_state(DAG_ID, logical)
     if state == "success":
         log.info("%s for %s already succeeded; not re-running", DAG_ID, dt)
         return state
-    api.unpause(DAG_ID)
+    for dag_id in (CONSUMER_DAG_ID, DAG_ID):
+        api.unpause(dag_id)
     if state not in ("running", "queued"):
         api.trigger(DAG_ID, logical)
         log.info("triggered %s for %s; follow it on http://localhost:%d/dags/%s", DAG_ID, dt, API_PORT, DAG_ID)

@@ -54,3 +54,11 @@ def fail_fast_on_bad_data() -> Iterator[None]:
         yield
     except (DataError, ConfigError) as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def run_stage(name: str, ds: str, params: Mapping[str, Any]) -> Any:
+    """``recpipe.pipeline.<name>(store, ds, RunParams)`` with data errors failing fast."""
+    from recpipe import pipeline
+
+    with fail_fast_on_bad_data():
+        return getattr(pipeline, name)(store(), ds, run_params(params))
