@@ -1,0 +1,82 @@
+"""The Airflow UI in headless Chromium: log in, fill the trigger form, run, check the table.
+
+Screenshots of the form and of the finished run land in test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from recpipe import publish, registry, stack
+from recpipe.config import StoreConfig
+from recpipe.storage import Store
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+DAG = stack.DAG_ID
+
+
+def _number(page, name: str):
+    """The input of the trigger form's number field for param ``name``."""
+    return page.locator(f"[data-scope=number-input][data-part=root]:has(#number-input\\:element_{name}\\:inc) input")
+
+
+def _wait_for_run(api: stack.AirflowAPI, logical: str, timeout: float = 900) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = api.run_state(DAG, logical)
+        if state in ("success", "failed"):
+            return state
+        time.sleep(3)
+    return "timeout"
+
+
+def test_trigger_form_runs_the_dag_with_the_params_given(live_stack, browser):
+    paths, env, dt = live_stack
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = env["AIRFLOW__API__BASE_URL"]
+    api = stack.AirflowAPI(env)
+    api.wait_for_dag(DAG)
+    api.unpause(DAG)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(base + "/")
+    page.wait_for_url("**/auth/login**")  # nobody gets in without logging in
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", env["AIRFLOW_ADMIN_PASSWORD"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+    page.goto(f"{base}/dags/{DAG}")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_test_id("datetime-input").click()
+    y, m, d = dt.split("-")
+    page.fill("input[placeholder='YYYY/MM/DD']", f"{y}/{m}/{d}")
+    page.fill("input[placeholder='HH:mm']", "00:00")
+    page.get_by_text("Logical Date", exact=True).click()
+    # the form refuses an out-of-bounds value itself: top_k has minimum 1
+    _number(page, "top_k").fill("0")
+    _number(page, "epochs").click()
+    assert _number(page, "top_k").input_value() == "1"
+    _number(page, "top_k").fill("7")
+    _number(page, "epochs").fill("3")
+    _number(page, "lookback_days").click()
+    page.screenshot(path=str(ARTIFACTS / "trigger-form.png"), full_page=True)
+    page.get_by_test_id("trigger-dag-submit").click()
+
+    assert _wait_for_run(api, f"{dt}T00:00:00Z") == "success"
+    page.goto(f"{base}/dags/{DAG}/runs")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ARTIFACTS / "finished-run.png"), full_page=True)
+
+    store = Store(StoreConfig.from_env(env))
+    table = publish.read(store, dt)
+    per_user = table.group_by("user_id").aggregate([("rank", "count")])
+    assert set(per_user["rank_count"].to_pylist()) == {7}  # the form's top_k, not the default 10
+    manifest = store.manifest(f"recommendations/dt={dt}")
+    assert manifest["meta"]["top_k"] == 7
+    candidate = store.get_json(f"reports/evaluation/dt={dt}/metrics.json")["candidate"]
+    assert registry.metadata(store, candidate)["params"]["epochs"] == 3  # trained with the form's epochs
+    assert pc.max(table["rank"]).as_py() == 7
