@@ -4,9 +4,10 @@
 Every day, turn the day's raw interaction events into a fresh top-K recommendations table.
 
 ```
-wait_for_events → validate_events → build_features → train_candidate → evaluate → gate
-    gate ─(pass)→ promote_candidate ─┐
-         └(fail)→ keep_champion ─────┴→ publish → recommendations/dt=<ds>/
+wait_for_events → validate_events → build_features → choose_path
+    choose_path ─(mode=train)→ train_candidate → evaluate → gate ─(pass)→ promote_candidate ─┐
+                │                                              └(fail)→ keep_champion ─────┤
+                └(mode=republish)→ republish_champion ──────────────────────────────────────┴→ publish
 ```
 
 - **wait_for_events** waits for `raw/events/dt=<ds>/_SUCCESS` (the producer's marker).
@@ -16,6 +17,8 @@ wait_for_events → validate_events → build_features → train_candidate → e
 - **train_candidate** trains `model` (pool `gpu`) into `models/<model>/<version>/`.
 - **evaluate** + **gate** compare candidate, champion and popularity on day ds's hold-out
   (`reports/evaluation/dt=<ds>/`); a candidate that passes becomes champion.
+- **republish_champion** (param `mode=republish`, for backfills) skips training and
+  publishes with the champion that served on that date.
 - **publish** writes `recommendations/dt=<ds>/` with the chosen model and updates
   `recommendations/_latest`.
 
@@ -36,6 +39,8 @@ TRAIN_QUEUE = os.environ.get("RECPIPE_TRAIN_QUEUE", "default")
 PARAMS = {
     "model": Param("mf", type="string", enum=["mf", "popularity"],
                    description="Model to train: mf (matrix factorisation) or popularity (baseline)."),
+    "mode": Param("train", type="string", enum=["train", "republish"],
+                  description="train: train and gate a candidate. republish: skip training, publish with the champion of that date (for backfills)."),
     "top_k": Param(10, type="integer", minimum=1, maximum=500, description="Items per user in the table."),
     "lookback_days": Param(30, type="integer", minimum=1, maximum=365,
                            description="Days of events (before the run date) that features and training see."),
@@ -106,6 +111,16 @@ def recommendations_daily():
         return run_stage("evaluate", ds, params)["passed"]
 
     @task.branch
+    def choose_path(params: dict | None = None) -> str:
+        return "republish_champion" if params["mode"] == "republish" else "train_candidate"
+
+    @task
+    def republish_champion(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe_airflow import run_stage
+
+        return run_stage("republish", ds, params)
+
+    @task.branch
     def gate(passed: bool) -> str:
         return "promote_candidate" if passed else "keep_champion"
 
@@ -132,8 +147,11 @@ def recommendations_daily():
         return summary
 
     passed = evaluate()
-    wait_for_events() >> validate_events() >> build_features() >> train_candidate() >> passed
-    gate(passed) >> [promote_candidate(), keep_champion()] >> publish()
+    path = wait_for_events() >> validate_events() >> build_features() >> choose_path()
+    path >> train_candidate() >> passed
+    done = publish()
+    gate(passed) >> [promote_candidate(), keep_champion()] >> done
+    path >> republish_champion() >> done
 
 
 recommendations_daily()

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 from recpipe.errors import ConfigError
 
 MODELS = ("mf", "popularity")
+#: train: train a candidate and gate it; republish: publish with the champion of that date.
+MODES = ("train", "republish")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RunParams:
     """The knobs of one run; the DAG's trigger form and the CLI flags map onto these."""
 
     model: str = "mf"
+    mode: str = "train"
     top_k: int = 10
     lookback_days: int = 30
     epochs: int = 8
@@ -66,6 +69,8 @@ class RunParams:
     exclude_purchased: bool = True
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}.")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}.")
         for name in ("top_k", "lookback_days", "epochs", "embedding_dim", "batch_size"):

@@ -60,7 +60,7 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: dict[str, str]
     n_items = store.manifest(prefix)["meta"]["n_items"]
     users = np.unique(holdout["user_id"].to_numpy())
     exclude = exclusions(store, dt, before_day=True) if params.exclude_purchased else None
-    champion = registry.champion(store, candidate["name"])
+    champion = registry.champion(store, candidate["name"], before=dt)  # as it was when day D began
     contenders = {"candidate": candidate, "popularity": popularity_ref(dt)}
     if champion and champion["version"] != candidate["version"]:
         contenders["champion"] = champion
@@ -116,7 +116,7 @@ def apply(store: Store, decision: dict[str, Any]) -> dict[str, str]:
     Returns the ref of the model to publish.
     """
     if decision["passed"]:
-        registry.promote(store, decision["candidate"], f"passed the gate on {decision['dt']}")
+        registry.promote(store, decision["candidate"], decision["dt"], f"passed the gate on {decision['dt']}")
         return decision["candidate"]
     fallback = decision["champion"] or popularity_ref(decision["dt"])
     log.warning("candidate %s REJECTED by the gate on %s: %s Publishing %s %s instead; the candidate "

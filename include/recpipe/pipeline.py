@@ -98,6 +98,17 @@ def apply_gate(store: Store, dt: str) -> dict[str, Any]:
 
 
 @stage
+def republish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """Skip training: publish with the champion that served on ``dt`` (popularity before any)."""
+    ref = registry.champion(store, params.model, on_or_before=dt) or gate.popularity_ref(dt)
+    outcome = {"dt": dt, "passed": None, "reasons": [f"mode=republish: the {params.model} champion as of {dt}"],
+               "publish": ref}
+    store.put_json(DECISION.format(dt=dt), outcome)
+    log.info("republishing %s with %s %s", dt, ref["name"], ref["version"])
+    return outcome
+
+
+@stage
 def publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     """Publish with the model the gate chose for this date."""
     ref = store.get_json(DECISION.format(dt=dt))["publish"]
@@ -107,6 +118,10 @@ def publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
 def run(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     """Every stage for one date, in order."""
     out = {"validate": validate(store, dt, params), "features": features(store, dt, params)}
+    if params.mode == "republish":
+        out["gate"] = republish(store, dt, params)
+        out["publish"] = publish(store, dt, params)
+        return out
     out["train"] = train(store, dt, params)
     out["evaluate"] = {k: v for k, v in evaluate(store, dt, params).items() if k in ("passed", "reasons")}
     out["gate"] = apply_gate(store, dt)

@@ -3,6 +3,10 @@
 An artifact is one committed partition (see ``recpipe.storage``): the model's own files,
 the vocabularies it was trained with, and ``metadata.json``. ``models/<name>/champion.json``
 names the version that serves; replacing it is a single PUT, so it flips atomically.
+
+Every promotion is also recorded per date (``models/<name>/champions/dt=D.json``), so a
+backfill of an old date judges and publishes against the champion *of that date*, and
+never moves the current pointer backwards.
 """
 
 from __future__ import annotations
@@ -52,17 +56,42 @@ def metadata(store: Store, ref: dict[str, str]) -> dict[str, Any]:
     return json.loads(store.read_file(ref["prefix"], "metadata.json"))
 
 
-def champion(store: Store, name: str) -> dict[str, str] | None:
-    """The serving version of model ``name``, or None before the first promotion."""
-    try:
-        pointer = store.get_json(f"models/{name}/champion.json")
-    except FileNotFoundError:
-        return None
+def champion(store: Store, name: str, before: str | None = None, on_or_before: str | None = None) -> dict[str, str] | None:
+    """The serving version of model ``name``: now, or as it was before / on a date.
+
+    None before the first promotion.
+    """
+    if before is None and on_or_before is None:
+        try:
+            pointer = store.get_json(f"models/{name}/champion.json")
+        except FileNotFoundError:
+            return None
+    else:
+        history = [k for k in store.list_keys(f"models/{name}/champions/dt=") if k.endswith(".json")]
+        dates = sorted(k.rsplit("dt=", 1)[1][:-5] for k in history)
+        dates = [d for d in dates if (d < before if before else d <= on_or_before)]
+        if not dates:
+            return None
+        pointer = store.get_json(f"models/{name}/champions/dt={dates[-1]}.json")
     return {k: pointer[k] for k in ("name", "version", "prefix")}
 
 
-def promote(store: Store, ref: dict[str, str], reason: str) -> None:
-    """Make ``ref`` the champion of its model name (one atomic PUT)."""
-    pointer = {**ref, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason}
-    store.put_json(f"models/{ref['name']}/champion.json", pointer)
-    log.info("champion of %s is now %s (%s)", ref["name"], ref["version"], reason)
+def promote(store: Store, ref: dict[str, str], dt: str, reason: str) -> None:
+    """Make ``ref`` the champion of its model name from date ``dt`` on (atomic PUTs).
+
+    The current pointer only moves forward in time: promoting for an older date (a
+    backfill) records that date's champion but leaves a newer champion serving.
+    """
+    pointer = {**ref, "dt": dt, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "reason": reason}
+    store.put_json(f"models/{ref['name']}/champions/dt={dt}.json", pointer)
+    try:
+        current = store.get_json(f"models/{ref['name']}/champion.json").get("dt", "")
+    except FileNotFoundError:
+        current = ""
+    if dt >= current:
+        store.put_json(f"models/{ref['name']}/champion.json", pointer)
+        log.info("champion of %s is now %s (%s)", ref["name"], ref["version"], reason)
+    else:
+        log.info("%s recorded as %s's champion for %s; the champion promoted for %s keeps serving",
+                 ref["version"], ref["name"], dt, current)

@@ -83,6 +83,7 @@ def test_a_rejected_candidate_publishes_the_champion_and_the_consumer_checks_it(
     run = dag.test(logical_date=datetime.fromisoformat(day4).replace(tzinfo=timezone.utc))
     assert run.state == "success" and run.get_task_instance("promote_candidate").state == "success"
     champion = store.get_json("models/mf/champion.json")
+    daily_day4 = publish.read(store, day4)
     # the next day, a gate no model can pass (NDCG 10x popularity's) forces a rejection
     run = dag.test(logical_date=datetime.fromisoformat(day5).replace(tzinfo=timezone.utc),
                    run_conf={"epochs": 2, "min_lift_over_popularity": 9.0})
@@ -97,6 +98,13 @@ def test_a_rejected_candidate_publishes_the_champion_and_the_consumer_checks_it(
     assert not decision["passed"] and "FAILED" in " ".join(decision["reasons"])
     page = store.get_bytes(f"reports/evaluation/dt={day5}/index.html").decode()
     assert "REJECTED" in page and page.count("<svg") >= 2 and day4 in page  # history chart reaches back a day
+
+    # a backfill of day 4 that re-publishes with the champion of that date reproduces the daily table
+    run = dag.test(logical_date=datetime.fromisoformat(day4).replace(tzinfo=timezone.utc), run_conf={"mode": "republish"})
+    assert run.state == "success" and run.get_task_instance("train_candidate").state == "skipped"
+    assert publish.read(store, day4).equals(daily_day4)
+    assert store.get_json("recommendations/_latest")["dt"] == day5  # the pointer never moves back
+    assert store.get_json("models/mf/champion.json") == champion
 
     from airflow.dag_processing.dagbag import DagBag
 

@@ -45,11 +45,12 @@ def test_daily_dag_shape():
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(ROOT / "dags" / "recommendations_daily.py")).get_dag("recommendations_daily")
-    chain = ["wait_for_events", "validate_events", "build_features", "train_candidate", "evaluate", "gate"]
+    chain = ["wait_for_events", "validate_events", "build_features", "choose_path", "train_candidate", "evaluate", "gate"]
     for up, down in zip(chain, chain[1:]):
         assert down in dag.get_task(up).downstream_task_ids, (up, down)
     assert dag.get_task("gate").downstream_task_ids == {"promote_candidate", "keep_champion"}
-    assert dag.get_task("publish").upstream_task_ids == {"promote_candidate", "keep_champion"}
+    assert dag.get_task("publish").upstream_task_ids == {"promote_candidate", "keep_champion", "republish_champion"}
+    assert dag.get_task("choose_path").downstream_task_ids == {"train_candidate", "republish_champion"}
     assert dag.get_task("train_candidate").pool == "gpu"
     assert dag.max_active_runs == 3 and not dag.catchup
     assert all(t.execution_timeout is not None for t in dag.tasks)
