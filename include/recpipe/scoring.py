@@ -1,17 +1,45 @@
 """Top-k scoring of users × all items, batched so memory stays bounded.
 
 Used alike by evaluation (full ranking on the hold-out) and publishing.
+
+Order: value descending, ties towards the lower item index, so the output is
+deterministic. Selection never sorts a whole row: each row's items are split into
+``nb`` strided groups (item j is in group ``j % nb``), the k groups with the largest
+maximum are kept, and the top k among their items is exact whenever no item outside
+them ties the k-th value (proof: the kept groups hold k maxima ≥ every item outside).
+Rows where it could (ties at the boundary, ``-inf``, NaN) take the exact path instead.
 """
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from recpipe.models import Recommender
 
-BATCH_USERS = 4096
+CELLS_PER_BATCH = 1 << 24  # scores held at once (users × items float32: 64 MiB)
+
+
+@runtime_checkable
+class Logits(Protocol):
+    """Optional fast path for a :class:`Recommender` whose ``score`` is ``link(logits)``.
+
+    ``logits(users, n_items)``: (len(users), n_items) float32, a new array the caller
+    may overwrite; -inf for items the model never saw. ``link``: the elementwise,
+    non-decreasing map to the published score (e.g. sigmoid), so ``top_k`` ranks by the
+    logits and applies ``link`` to the k winners only.
+    """
+
+    def logits(self, users: np.ndarray, n_items: int) -> np.ndarray: ...
+
+    def link(self, logits: np.ndarray) -> np.ndarray: ...
+
+
+def batch_users(n_items: int) -> int:
+    """Users per batch: ~CELLS_PER_BATCH scores, enough rows for an efficient GEMM."""
+    return max(1, CELLS_PER_BATCH // max(n_items, 1))
 
 
 def top_k(
@@ -22,38 +50,129 @@ def top_k(
     exclude: tuple[np.ndarray, np.ndarray] | None = None,
     blocked: np.ndarray | None = None,
 ) -> pa.Table:
-    """Each user's k best items: table (user_idx, item_idx, rank, score).
+    """Each user's k best items: table (user_idx int32, item_idx int32, rank int16, score float32).
 
-    users:   (n,) sorted user indices to score.
+    users:   (n,) distinct user indices to score (any order; the output follows it).
     exclude: (user_idx, item_idx) pairs never to recommend (e.g. past purchases).
     blocked: (n_items,) bool, items nobody gets (e.g. unavailable).
-    Ties break towards the lower item index, so the output is deterministic. Users whose
-    every item is excluded get fewer than k rows.
+    Models implementing :class:`Logits` are ranked by logits (finer than a saturated
+    sigmoid) and scored ``link(logit)``; others by ``score``. Items scoring -inf or NaN
+    (excluded, blocked, unknown) are dropped, so such users get fewer than k rows.
     """
+    users = np.asarray(users)
     k = min(k, n_items)
-    out_u, out_i, out_s = [], [], []
-    ex_u, ex_i = exclude if exclude is not None else (np.array([], int), np.array([], int))
-    for lo in range(0, len(users), BATCH_USERS):
-        batch = users[lo : lo + BATCH_USERS]
-        scores = np.array(model.score(batch, n_items), dtype=np.float32)  # writable copy
-        if blocked is not None:
-            scores[:, blocked] = -np.inf
-        pos = np.searchsorted(batch, ex_u)
-        hit = pos < len(batch)
-        hit[hit] = batch[pos[hit]] == ex_u[hit]
-        scores[pos[hit], ex_i[hit]] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_scores), axis=-1)
-        items = np.take_along_axis(part, order, axis=1)
-        out_u.append(np.repeat(batch, k))
-        out_i.append(items.ravel())
-        out_s.append(np.take_along_axis(part_scores, order, axis=1).ravel())
-    users_col = np.concatenate(out_u) if out_u else np.array([], np.int32)
-    table = pa.table({
-        "user_idx": pa.array(users_col.astype(np.int32)),
-        "item_idx": pa.array((np.concatenate(out_i) if out_i else np.array([])).astype(np.int32)),
-        "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int16), len(users))),
-        "score": pa.array((np.concatenate(out_s) if out_s else np.array([])).astype(np.float32)),
+    n = len(users)
+    if k < 1 or n == 0:
+        return _table(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.float32))
+    fast = isinstance(model, Logits)
+    ex_u, ex_i = _sorted_pairs(exclude)
+    blocked_idx = np.flatnonzero(blocked) if blocked is not None else np.zeros(0, np.intp)
+    out_i = np.empty((n, k), np.int32)
+    out_s = np.empty((n, k), np.float32)
+    step = batch_users(n_items)
+    for lo in range(0, n, step):
+        batch = users[lo : lo + step]
+        if fast:
+            vals = model.logits(batch, n_items)
+            if vals.dtype != np.float32 or not vals.flags.writeable:
+                vals = vals.astype(np.float32)
+        else:  # score() may return a view of the model's state: never write into it
+            vals = np.array(model.score(batch, n_items), dtype=np.float32, copy=True)
+        vals[:, blocked_idx] = -np.inf
+        rows, cols = _pairs_in(batch, ex_u, ex_i)
+        vals[rows, cols] = -np.inf
+        best = select(vals, k)
+        out_i[lo : lo + len(batch)] = best
+        out_s[lo : lo + len(batch)] = np.take_along_axis(vals, best, axis=1)
+    keep = np.isfinite(out_s).ravel()
+    if fast:
+        out_s = np.asarray(model.link(out_s), dtype=np.float32)
+    user_col = np.repeat(users.astype(np.int32, copy=False), k)
+    rank_col = np.tile(np.arange(1, k + 1, dtype=np.int16), n)
+    cols = (user_col, out_i.ravel(), rank_col, out_s.ravel())
+    if not keep.all():
+        cols = tuple(c[keep] for c in cols)
+    return _table(*cols)
+
+
+def select(vals: np.ndarray, k: int) -> np.ndarray:
+    """(B, n) float32 → (B, k) intp column indices of each row's k best, in order."""
+    b, n = vals.shape
+    q = max(2, int(np.sqrt(n / k)))  # items per group: balances group pass vs candidates
+    nb = n // q  # groups
+    if k >= n or nb <= k or not vals.flags.c_contiguous:
+        return _exact(vals, k)
+    gmax = vals[:, : q * nb].reshape(b, q, nb).max(axis=1)  # (B, nb)
+    tail = n - q * nb  # items q*nb + j (j < tail) join group j
+    if tail:
+        np.maximum(gmax[:, :tail], vals[:, q * nb :], out=gmax[:, :tail])
+    groups = np.argpartition(gmax, nb - k, axis=1)[:, nb - k :]  # (B, k)
+    np.put_along_axis(gmax, groups, -np.inf, axis=1)
+    outside = gmax.max(axis=1)  # best value of any item not in a kept group
+    cand = (groups[:, :, None] + nb * np.arange(q + 1)).reshape(b, -1)  # (B, k(q+1)) columns
+    missing = cand >= n  # slot q exists only for groups j < tail
+    cand[missing] = 0
+    cvals = np.take(vals, cand + n * np.arange(b)[:, None])
+    cvals[missing] = -np.inf
+    pos = np.argpartition(cvals, cvals.shape[1] - k, axis=1)[:, -k:]
+    best = _ordered(np.take_along_axis(cvals, pos, axis=1), np.take_along_axis(cand, pos, axis=1))
+    kth = vals[np.arange(b), best[:, -1]]
+    # exact unless an item outside the selection ties (or beats: -inf, NaN) the k-th value
+    ok = (outside < kth) & (np.count_nonzero(cvals >= kth[:, None], axis=1) == k)
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        best[bad] = _exact(vals[bad], k)
+    return best
+
+
+def _exact(vals: np.ndarray, k: int) -> np.ndarray:
+    """Exact (B, n) → (B, k): every item above the k-th value, then the lowest-index ties."""
+    vals = np.where(np.isnan(vals), np.float32(-np.inf), vals)  # NaN ranks last
+    b, n = vals.shape
+    t = np.partition(vals, n - k, axis=1)[:, n - k]  # k-th largest value per row
+    rows, cols = np.nonzero(vals >= t[:, None])  # ≥ k per row, row-major, columns ascending
+    tie = vals[rows, cols] == t[rows]
+    seen = np.cumsum(tie)
+    tie_rank = seen - np.r_[0, seen][np.searchsorted(rows, np.arange(b))][rows]  # 1, 2, ... per row
+    room = k - np.bincount(rows[~tie], minlength=b)
+    keep = ~tie | (tie_rank <= room[rows])
+    cols = cols[keep].reshape(b, k)
+    return _ordered(np.take_along_axis(vals, cols, axis=1), cols)
+
+
+def _ordered(vals: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Sort each row's (value, column) pairs by value descending, then column ascending."""
+    order = np.lexsort((cols, -vals), axis=1)
+    return np.take_along_axis(cols, order, axis=1).astype(np.intp, copy=False)
+
+
+def _sorted_pairs(exclude: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    if exclude is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ex_u, ex_i = (np.asarray(a) for a in exclude)
+    if len(ex_u) > 1 and np.any(ex_u[1:] < ex_u[:-1]):
+        order = np.argsort(ex_u, kind="stable")
+        ex_u, ex_i = ex_u[order], ex_i[order]
+    return ex_u, ex_i
+
+
+def _pairs_in(batch: np.ndarray, ex_u: np.ndarray, ex_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row in batch, item) of the exclusions that concern ``batch``'s users."""
+    if not len(ex_u):
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    order = np.argsort(batch, kind="stable")
+    sb = batch[order]
+    lo, hi = np.searchsorted(ex_u, sb[0], side="left"), np.searchsorted(ex_u, sb[-1], side="right")
+    u, i = ex_u[lo:hi], ex_i[lo:hi]
+    pos = np.searchsorted(sb, u)
+    hit = sb[np.minimum(pos, len(sb) - 1)] == u
+    return order[pos[hit]], i[hit]
+
+
+def _table(users: np.ndarray, items: np.ndarray, ranks: np.ndarray, scores: np.ndarray) -> pa.Table:
+    return pa.table({
+        "user_idx": pa.array(users, pa.int32()),
+        "item_idx": pa.array(items, pa.int32()),
+        "rank": pa.array(ranks, pa.int16()),
+        "score": pa.array(scores, pa.float32()),
     })
-    return table.filter(pc.is_finite(table["score"]))

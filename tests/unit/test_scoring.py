@@ -1,9 +1,11 @@
-"""Top-k scoring: order, ties, exclusions and blocked items."""
+"""Top-k scoring: order, ties, exclusions, blocked items and the logits fast path."""
 
 import numpy as np
+import pytest
 
 from recpipe.models.popularity import Popularity
-from recpipe.scoring import top_k
+from recpipe import scoring
+from recpipe.scoring import select, top_k
 
 
 class Fixed(Popularity):
@@ -16,19 +18,119 @@ class Fixed(Popularity):
         return self.matrix[users]
 
 
+class Doubled(Fixed):
+    """A logits model: ranked by the matrix, published as 2 × logit; score() is never needed."""
+
+    def score(self, users, n_items):
+        raise AssertionError("top_k must use logits/link")
+
+    def logits(self, users, n_items):
+        return self.matrix[users]
+
+    def link(self, logits):
+        return 2 * logits
+
+
+def rows(table):
+    return list(zip(*[table[c].to_pylist() for c in ("user_idx", "item_idx", "rank")]))
+
+
 def test_top_k_orders_breaks_ties_and_excludes():
     model = Fixed([[0.1, 0.9, 0.5, 0.9, 0.0], [1.0, 0.2, 0.3, 0.4, 0.5]])
     out = top_k(model, np.array([0, 1]), 5, 3,
                 exclude=(np.array([1]), np.array([0])),  # user 1 bought item 0
                 blocked=np.array([False, False, False, False, True]))  # item 4 unavailable
-    rows = list(zip(*[out[c].to_pylist() for c in ("user_idx", "item_idx", "rank")]))
     # user 0: 0.9 (item 1) ties 0.9 (item 3) → lower index first, then 0.5 (item 2)
     # user 1: item 0 excluded, item 4 blocked → 0.4 (3), 0.3 (2), 0.2 (1)
-    assert rows == [(0, 1, 1), (0, 3, 2), (0, 2, 3), (1, 3, 1), (1, 2, 2), (1, 1, 3)]
+    assert rows(out) == [(0, 1, 1), (0, 3, 2), (0, 2, 3), (1, 3, 1), (1, 2, 2), (1, 1, 3)]
+    assert out["score"].to_pylist() == pytest.approx([0.9, 0.9, 0.5, 0.4, 0.3, 0.2])
+
+
+def test_ties_at_the_cut_keep_the_lowest_indices():
+    # 0.7 (item 1) is first; items 0, 2, 3 tie at 0.5 for the second place → item 0
+    out = top_k(Fixed([[0.5, 0.7, 0.5, 0.5, 0.1]]), np.array([0]), 5, 2)
+    assert out["item_idx"].to_pylist() == [1, 0]
 
 
 def test_users_with_everything_excluded_get_fewer_rows():
-    model = Fixed([[0.3, 0.2]])
-    out = top_k(model, np.array([0]), 2, 2, exclude=(np.array([0]), np.array([1])))
-    assert out["item_idx"].to_pylist() == [0]
-    assert out["rank"].to_pylist() == [1]
+    model = Fixed([[0.3, 0.2], [0.1, 0.4]])
+    out = top_k(model, np.array([0, 1]), 2, 2,
+                exclude=(np.array([1, 0, 1]), np.array([0, 1, 1])))  # unsorted pairs
+    assert rows(out) == [(0, 0, 1)]  # user 0 keeps item 0; user 1 bought both
+
+
+def test_k_beyond_the_catalog_and_blocked_items():
+    out = top_k(Fixed([[0.2, 0.1, 0.3]]), np.array([0]), 3, 10, blocked=np.array([False, True, False]))
+    assert rows(out) == [(0, 2, 1), (0, 0, 2)]  # k becomes 3; item 1 blocked leaves 2 rows
+
+
+def test_users_in_any_order_get_their_own_exclusions():
+    model = Fixed([[0.9, 0.8, 0.1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])
+    out = top_k(model, np.array([2, 0]), 3, 1, exclude=(np.array([0, 2]), np.array([0, 0])))
+    # user 2: item 0 bought → 0.2 (item 1); user 0: item 0 bought → 0.8 (item 1)
+    assert rows(out) == [(2, 1, 1), (0, 1, 1)]
+
+
+def test_large_catalog_path_exact_with_and_without_ties():
+    # 40 items: large enough for the grouped selection (k=3 → 4 items per group, 10 groups)
+    distinct = (np.arange(40) * 7 % 40) / 40  # item j scores (7j mod 40)/40: 39 at j=17, 38 at 34, 37 at 11
+    tied = np.zeros(40)
+    tied[[30, 7, 12, 3]] = 1.0  # four-way tie for three places → items 3, 7, 12
+    out = top_k(Fixed([distinct, tied]), np.array([0, 1]), 40, 3, blocked=np.arange(40) == 34)
+    # user 0 without item 34: 17 (39), 11 (37), then 36/40 at j=28 (7·28 = 196 = 4·40 + 36)
+    assert rows(out) == [(0, 17, 1), (0, 11, 2), (0, 28, 3), (1, 3, 1), (1, 7, 2), (1, 12, 3)]
+
+
+def test_distinct_scores_never_need_the_exact_fallback(monkeypatch):
+    def refuse(vals, k):
+        raise AssertionError("fallback used")
+
+    monkeypatch.setattr(scoring, "_exact", refuse)
+    distinct = (np.arange(40) * 7 % 40).astype(np.float32)[None, :]
+    assert select(distinct, 3).tolist() == [[17, 34, 11]]
+
+
+def test_logits_models_rank_by_logits_and_publish_link_of_the_winners():
+    model = Doubled([[0.1, -np.inf, 0.3, 0.2]])  # item 1 unknown to the model
+    out = top_k(model, np.array([0]), 4, 4, exclude=(np.array([0]), np.array([3])))
+    assert rows(out) == [(0, 2, 1), (0, 0, 2)]  # -inf logit dropped though link(-inf) is finite
+    assert out["score"].to_pylist() == pytest.approx([0.6, 0.2])
+    assert model.matrix[0, 3] == pytest.approx(0.2)  # exclusions never write into the model
+
+
+def test_read_only_scores_are_not_modified():
+    model = Popularity(np.array([3.0, 1.0, 2.0], dtype=np.float32))  # score() is a broadcast view
+    out = top_k(model, np.array([0, 1]), 3, 2, exclude=(np.array([0]), np.array([0])))
+    assert rows(out) == [(0, 2, 1), (0, 1, 2), (1, 0, 1), (1, 2, 2)]
+    assert model.popularity.tolist() == [3.0, 1.0, 2.0]
+
+
+def test_nan_scores_are_never_recommended():
+    out = top_k(Fixed([[np.nan, 0.1, 0.2]]), np.array([0]), 3, 3)
+    assert rows(out) == [(0, 2, 1), (0, 1, 2)]
+
+
+def test_no_users():
+    assert top_k(Fixed([[0.1]]), np.array([], dtype=int), 1, 5).num_rows == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_select_matches_a_full_sort(seed):
+    """Many ties, -inf and both sizes of catalog against sorting by (value desc, index asc)."""
+    rng = np.random.default_rng(seed)
+    n, k = [(30, 4), (500, 10), (1003, 7)][seed % 3]
+    vals = rng.integers(0, 6 if seed < 3 else 10_000, (8, n)).astype(np.float32)
+    vals[rng.random(vals.shape) < 0.3] = -np.inf
+    want = np.array([np.lexsort((np.arange(n), -row))[:k] for row in vals])
+    assert np.array_equal(select(vals.copy(), k), want)
+
+
+def test_matrix_factorization_publishes_its_own_scores():
+    mf = pytest.importorskip("recpipe.models.mf")
+    model = mf.MatrixFactorization(mf.build(3, 40, 4))  # random initial embeddings
+    out = top_k(model, np.arange(3), 40, 5)
+    score = model.score(np.arange(3), 40)
+    users, items = out["user_idx"].to_numpy(), out["item_idx"].to_numpy()
+    assert np.array_equal(out["score"].to_numpy(), score[users, items])  # bit for bit
+    for u in range(3):
+        assert items[users == u].tolist() == np.lexsort((np.arange(40), -score[u]))[:5].tolist()

@@ -1,5 +1,5 @@
-"""Ranking metrics (``metrics``) for any recommendations table against any ground truth."""
+"""Recommendation metrics (``metrics``): ranking @K, catalog @K (coverage, novelty) and AUC."""
 
-from recpipe.evaluation.metrics import METRICS, Hits, coverage, evaluate, rank_hits
+from recpipe.evaluation.metrics import METRICS, Hits, auc, coverage, evaluate, novelty, rank_hits
 
-__all__ = ["METRICS", "Hits", "coverage", "evaluate", "rank_hits"]
+__all__ = ["METRICS", "Hits", "auc", "coverage", "evaluate", "novelty", "rank_hits"]

@@ -1,20 +1,31 @@
-"""Ranking metrics at K over any recommendations table and any ground truth.
+"""Recommendation metrics, standard definitions, one signature per family.
 
-Every metric has one signature, ``metric(hits) -> float``, over :class:`Hits`, which
-:func:`rank_hits` computes once from
+Tables (pandas DataFrames or pyarrow Tables; columns are checked before any metric):
 
-- ``truth``: DataFrame (user_id, item_id), the relevant items (binary relevance);
-- ``recs``:  DataFrame (user_id, item_id, rank), rank 1 = best.
+- ``truth``: (user_id, item_id), the relevant items (binary relevance);
+- ``recs``:  (user_id, item_id, rank), rank 1 = best. A user's list is ordered by rank;
+  equal ranks keep the table's order, and position p in that order is "rank p" below.
+- ``popularity``: (item_id, count), interactions per item (e.g. in training).
 
-Averages run over the users that have at least one relevant item; such a user with no
-recommendation scores 0. Definitions (standard literature):
+**Ranking @K** — ``metric(hits) -> float`` over :class:`Hits` (:func:`rank_hits`). Averages
+run over the users with at least one relevant item; users without any (only in ``recs``)
+are excluded, and a relevant user with no recommendation scores 0. With ``rel`` relevant:
 
-- precision@K = hits / K;       recall@K = hits / #relevant
-- hit_rate@K  = 1 if hits > 0;  mrr@K = 1 / rank of the first hit
-- ndcg@K = Σ_hits 1/log2(rank+1) / Σ_{i=1..min(#relevant, K)} 1/log2(i+1)
-- map@K  = Σ_hits precision@rank / min(#relevant, K)
+- precision@K = hits / K (also when the list is shorter than K);  recall@K = hits / rel
+- hit_rate@K  = 1 if hits > 0;  mrr@K = 1 / rank of the first hit (0 without a hit)
+- ndcg@K = Σ_hits 1/log2(rank+1) / Σ_{i=1..min(rel, K)} 1/log2(i+1)
+- map@K  = Σ_hits precision@rank / min(rel, K)
 
-``evaluate(truth, recs, k)`` returns them all as ``{"ndcg@10": ...}``.
+**Catalog @K** — ``metric(recs, catalog, k) -> float`` over everyone's top-K:
+
+- coverage(recs, n_items, k): share of the ``n_items`` catalog recommended to anyone;
+- novelty(recs, popularity, k): mean self-information −log2(count_i / Σ count) of the
+  recommended items, per user then over users; an item counted 0 (or absent) counts as 1.
+
+**Pointwise** — ``auc(labels, scores, users=None) -> float``: ROC AUC, ties count 1/2;
+with ``users``, the mean of per-user AUCs over users having a positive and a negative.
+
+``evaluate(truth, recs, k)`` returns the ranking metrics as ``{"ndcg@10": ..., "users": n}``.
 """
 
 from __future__ import annotations
@@ -24,40 +35,63 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recpipe.errors import DataError
+
+TRUTH = ("user_id", "item_id")
+RECS = ("user_id", "item_id", "rank")
+POPULARITY = ("item_id", "count")
 
 
 @dataclass(frozen=True)
 class Hits:
-    """Per evaluated user (aligned arrays): #relevant, #hits, DCG, first-hit rank, Σ precision@hit."""
+    """Per evaluated user, aligned (n_users,) arrays: #relevant, #hits in the top k, DCG,
+    rank of the first hit (inf without one), Σ precision@rank over the hits."""
 
     k: int
     n_relevant: np.ndarray
     n_hits: np.ndarray
     dcg: np.ndarray
-    first_rank: np.ndarray  # inf where no hit
+    first_rank: np.ndarray
     sum_precision: np.ndarray
 
 
-def _check(df: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
-    missing = [c for c in columns if c not in df.columns]
+def table(df: pd.DataFrame | pa.Table, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` as a DataFrame of ``columns``; DataError naming the table and what it lacks."""
+    have = list(df.column_names if isinstance(df, pa.Table) else df.columns)
+    missing = [c for c in columns if c not in have]
     if missing:
-        raise DataError(f"{name} lacks column(s) {missing}; it has {list(df.columns)}.")
+        raise DataError(f"{name} table lacks column(s) {missing}; it has {have}.")
+    if isinstance(df, pa.Table):
+        return df.select(list(columns)).to_pandas()
+    return df[list(columns)]
 
 
-def rank_hits(truth: pd.DataFrame, recs: pd.DataFrame, k: int) -> Hits:
-    """Join the top-k of ``recs`` with ``truth`` once; every metric reads the result."""
+def _check_k(k: int) -> None:
     if k < 1:
         raise DataError(f"k must be >= 1, got {k}.")
-    _check(truth, "truth", ("user_id", "item_id"))
-    _check(recs, "recommendations", ("user_id", "item_id", "rank"))
-    truth = truth[["user_id", "item_id"]].drop_duplicates()
-    n_rel = truth.groupby("user_id").size()
-    top = recs.loc[recs["rank"] <= k, ["user_id", "item_id", "rank"]]
-    if top.duplicated(["user_id", "item_id"]).any():
+
+
+def top(recs: pd.DataFrame | pa.Table, k: int) -> pd.DataFrame:
+    """(user_id, item_id, rank) of each user's first k items, rank renumbered 1..k by position."""
+    _check_k(k)
+    recs = table(recs, "recommendations", RECS)
+    if recs.duplicated(["user_id", "item_id"]).any():
         raise DataError("recommendations list an item twice for the same user; dedupe before evaluating.")
-    hits = top.merge(truth, on=["user_id", "item_id"]).sort_values(["user_id", "rank"], kind="stable")
+    recs = recs.sort_values(["user_id", "rank"], kind="stable")
+    position = recs.groupby("user_id", sort=False).cumcount().to_numpy() + 1
+    keep = position <= k
+    return pd.DataFrame({"user_id": recs["user_id"].to_numpy()[keep], "item_id": recs["item_id"].to_numpy()[keep],
+                         "rank": position[keep]})
+
+
+def rank_hits(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: int) -> Hits:
+    """Join the top-k of ``recs`` with ``truth`` once; every ranking metric reads the result."""
+    truth = table(truth, "truth", TRUTH).drop_duplicates()
+    best = top(recs, k)
+    n_rel = truth.groupby("user_id").size()
+    hits = best.merge(truth, on=["user_id", "item_id"]).sort_values(["user_id", "rank"], kind="stable")
     hits["nth"] = hits.groupby("user_id").cumcount() + 1
     hits["gain"] = 1.0 / np.log2(hits["rank"] + 1.0)
     hits["prec"] = hits["nth"] / hits["rank"]
@@ -113,17 +147,74 @@ METRICS: dict[str, Callable[[Hits], float]] = {
 }
 
 
-def coverage(recs: pd.DataFrame, n_items: int, k: int) -> float:
+def coverage(recs: pd.DataFrame | pa.Table, n_items: int, k: int) -> float:
     """Share of the catalog's ``n_items`` that appear in anyone's top-k."""
-    _check(recs, "recommendations", ("item_id", "rank"))
-    return float(recs.loc[recs["rank"] <= k, "item_id"].nunique() / n_items) if n_items else 0.0
+    best = top(recs, k)
+    return float(best["item_id"].nunique() / n_items) if n_items else 0.0
 
 
-def evaluate(truth: pd.DataFrame, recs: pd.DataFrame, k: int, n_items: int | None = None) -> dict[str, float]:
-    """Every metric of :data:`METRICS` at ``k`` (and coverage when ``n_items`` is given)."""
+def novelty(recs: pd.DataFrame | pa.Table, popularity: pd.DataFrame | pa.Table, k: int) -> float:
+    """Mean over users of the mean −log2(count_i / Σ count) of their top-k items."""
+    popularity = table(popularity, "popularity", POPULARITY)
+    best = top(recs, k)
+    if best.empty:
+        return 0.0
+    counts = popularity.groupby("item_id")["count"].sum()
+    total = float(counts.sum())
+    seen = best["item_id"].map(counts).fillna(0).to_numpy(dtype=float)
+    info = pd.Series(-np.log2(np.maximum(seen, 1.0) / max(total, 1.0)), index=best.index)
+    return float(info.groupby(best["user_id"]).mean().mean())
+
+
+def auc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray | None = None) -> float:
+    """ROC AUC by mid-ranks (Mann–Whitney U / (n_pos · n_neg)): ties count as 1/2.
+
+    labels: (n,) bool or 0/1; scores: (n,) higher = more likely positive; users: (n,)
+    optional group ids → mean of per-user AUCs over users with both classes (others are
+    excluded). NaN when no positive–negative pair exists.
+    """
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=float)
+    if y.shape != s.shape or y.ndim != 1 or (users is not None and np.shape(users) != y.shape):
+        raise DataError(f"auc needs aligned 1-d arrays; got labels {y.shape}, scores {s.shape}.")
+    if not np.isin(y, (0, 1)).all() or np.isnan(s).any():
+        raise DataError("auc needs labels in {0, 1} and scores without NaN.")
+    group = np.zeros(len(y), np.int64) if users is None else pd.factorize(np.asarray(users))[0]
+    order = np.lexsort((s, group))
+    g, s, y = group[order], s[order], y[order].astype(float)
+    idx = np.arange(len(y))
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    new_tie = new_group | np.r_[True, s[1:] != s[:-1]]
+    tie_id = np.cumsum(new_tie) - 1
+    tie_start = idx[new_tie]
+    tie_end = np.r_[tie_start[1:], len(y)] - 1
+    group_start = np.maximum.accumulate(np.where(new_group, idx, 0))
+    mid_rank = (tie_start[tie_id] + tie_end[tie_id]) / 2 - group_start + 1  # 1-based within group
+    n_groups = g[-1] + 1 if len(g) else 0
+    n_pos = np.bincount(g, weights=y, minlength=n_groups)
+    n_neg = np.bincount(g, minlength=n_groups) - n_pos
+    rank_sum = np.bincount(g, weights=mid_rank * y, minlength=n_groups)
+    both = (n_pos > 0) & (n_neg > 0)
+    if not both.any():
+        return float("nan")
+    per_group = (rank_sum[both] - n_pos[both] * (n_pos[both] + 1) / 2) / (n_pos[both] * n_neg[both])
+    return float(per_group.mean())
+
+
+def evaluate(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: int,
+             n_items: int | None = None, popularity: pd.DataFrame | pa.Table | None = None) -> dict[str, float]:
+    """Every metric of :data:`METRICS` at ``k``, ``coverage@k`` when ``n_items`` is given,
+    ``novelty@k`` when ``popularity`` is; ``users``: how many users the averages ran over."""
+    _check_k(k)
+    table(truth, "truth", TRUTH)
+    table(recs, "recommendations", RECS)
+    if popularity is not None:
+        table(popularity, "popularity", POPULARITY)
     h = rank_hits(truth, recs, k)
     out = {f"{name}@{k}": fn(h) for name, fn in METRICS.items()}
     if n_items is not None:
         out[f"coverage@{k}"] = coverage(recs, n_items, k)
+    if popularity is not None:
+        out[f"novelty@{k}"] = novelty(recs, popularity, k)
     out["users"] = len(h.n_relevant)
     return out

@@ -41,6 +41,7 @@ class MatrixFactorization(Recommender):
 
     def __init__(self, model=None):
         self.model = model
+        self._cached: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def fit(self, data: TrainingData, params: RunParams) -> dict[str, Any]:
         import keras
@@ -48,6 +49,7 @@ class MatrixFactorization(Recommender):
         from recpipe.training import EpochLogger, dataset
 
         self.model = build(data.n_users, data.n_items, params.embedding_dim)
+        self._cached = None
         self.model.compile(
             optimizer=keras.optimizers.Adam(params.learning_rate),
             loss="binary_crossentropy",
@@ -65,24 +67,42 @@ class MatrixFactorization(Recommender):
                 EpochLogger(params.epochs),
             ],
         )
+        self._cached = None  # weights changed: re-read on next use
         hist = {k: [float(x) for x in v] for k, v in history.history.items()}
         best = int(np.argmin(hist["val_loss"]))
         return {"epochs": len(hist["loss"]), "best_epoch": best + 1,
                 **{k: v[best] for k, v in hist.items()}}
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        m = self.model
-        return (
-            m.get_layer("user_embedding").embeddings.numpy(),
-            m.get_layer("item_embedding").embeddings.numpy(),
-            m.get_layer("item_bias").embeddings.numpy()[:, 0],
-        )
+        """U (n_users, dim), V (n_items, dim), b (n_items,) float32, read from Keras once."""
+        if self._cached is None:
+            m = self.model
+            self._cached = (
+                m.get_layer("user_embedding").embeddings.numpy(),
+                m.get_layer("item_embedding").embeddings.numpy(),
+                m.get_layer("item_bias").embeddings.numpy()[:, 0],
+            )
+        return self._cached
+
+    def _logits(self, users: np.ndarray) -> np.ndarray:
+        """U[users] · Vᵀ + b: (len(users), known items) float32, a new array."""
+        user_emb, item_emb, bias = self._weights()
+        out = user_emb[users] @ item_emb.T
+        out += bias
+        return out
+
+    def logits(self, users: np.ndarray, n_items: int) -> np.ndarray:
+        """Raw scores, score = link(logits): ``recpipe.scoring.top_k`` ranks by these."""
+        return pad_items(self._logits(users), n_items)
+
+    @staticmethod
+    def link(logits: np.ndarray) -> np.ndarray:
+        """σ, elementwise."""
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32, copy=False)
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
         """σ(U[users] · Vᵀ + b): the same numbers as the Keras graph, as one matrix product."""
-        user_emb, item_emb, bias = self._weights()
-        logits = user_emb[users] @ item_emb.T + bias
-        return pad_items((1.0 / (1.0 + np.exp(-logits))).astype(np.float32), n_items)
+        return pad_items(self.link(self._logits(users)), n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
         return users < self.model.get_layer("user_embedding").input_dim
