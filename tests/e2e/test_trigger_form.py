@@ -80,3 +80,26 @@ def test_trigger_form_runs_the_dag_with_the_params_given(live_stack, browser):
     candidate = store.get_json(f"reports/evaluation/dt={dt}/metrics.json")["candidate"]
     assert registry.metadata(store, candidate)["params"]["epochs"] == 3  # trained with the form's epochs
     assert pc.max(table["rank"]).as_py() == 7
+
+
+def test_no_secret_reaches_task_logs_or_xcom(live_stack):
+    """After the run above: the generated keys appear in no task log and no XCom value."""
+    paths, env, dt = live_stack
+    secrets = [env[k] for k in stack.SECRET_KEYS]
+    logs = [p for p in (paths.airflow / "logs").rglob("*") if p.is_file()]
+    assert any("train_candidate" in str(p) for p in logs)  # the run's task logs are there to check
+    for p in logs:
+        text = p.read_text(errors="replace")
+        assert not any(s in text for s in secrets), f"a secret is in {p}"
+    api = stack.AirflowAPI(env)
+    runs = api._call("GET", f"/api/v2/dags/{DAG}/dagRuns")["dag_runs"]
+    values = []
+    for run in runs:
+        tis = api._call("GET", f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+        for ti in tis:
+            entries = api._call("GET", f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}/taskInstances/"
+                                       f"{ti['task_id']}/xcomEntries")["xcom_entries"]
+            values += [str(api._call("GET", f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}/taskInstances/"
+                                           f"{ti['task_id']}/xcomEntries/{e['key']}").get("value")) for e in entries]
+    assert any("recommendations/dt=" in v for v in values)  # publish's summary is there to check
+    assert not any(s in v for s in secrets for v in values)
