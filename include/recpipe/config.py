@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from recpipe.errors import ConfigError
 
-MODELS = ("mf", "popularity")
+MODELS = ("mf", "popularity", "sasrec")
 #: train: train a candidate and gate it; republish: publish with the champion of that date.
 MODES = ("train", "republish")
 

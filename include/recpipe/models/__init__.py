@@ -16,7 +16,11 @@ def model_class(name: str) -> type[Recommender]:
         from recpipe.models.mf import MatrixFactorization
 
         return MatrixFactorization
-    raise ConfigError(f"unknown model {name!r}: choose one of mf, popularity.")
+    if name == "sasrec":
+        from recpipe.models.sasrec import SASRec
+
+        return SASRec
+    raise ConfigError(f"unknown model {name!r}: choose one of mf, popularity, sasrec.")
 
 
 __all__ = ["Recommender", "TrainingData", "model_class"]
