@@ -58,6 +58,8 @@ PARAMS = {
     "max_drop_vs_champion": Param(0.02, type="number", minimum=0, maximum=1,
                                   description="Candidate NDCG@K may be at most this much (relative) below the champion."),
     "exclude_purchased": Param(True, type="boolean", description="Never recommend what the user already bought."),
+    "warm_start": Param(False, type="boolean",
+                        description="Continual training: start from the previous champion's weights, grown for new users and items."),
 }
 
 

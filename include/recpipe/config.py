@@ -67,6 +67,8 @@ class RunParams:
     min_lift_over_popularity: float = 0.05
     max_drop_vs_champion: float = 0.02
     exclude_purchased: bool = True
+    #: continual training: start from the champion of the day before (grown for new ids)
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -127,6 +127,18 @@ def setup_device(seed: int) -> str:
     return "cpu"
 
 
+def warm_start_from(store: Store, dt: str, params: RunParams) -> dict[str, str] | None:
+    """The champion to continue from: the one serving before ``dt`` (point in time), if asked."""
+    if not params.warm_start or params.model == "popularity":
+        return None
+    ref = registry.champion(store, params.model, before=dt)
+    if ref is None:
+        log.info("warm_start: no %s champion before %s yet, training from scratch", params.model, dt)
+    else:
+        log.info("warm_start: continuing from champion %s", ref["version"])
+    return ref
+
+
 def model_version(dt: str, params: RunParams) -> str:
     """Same date and parameters → same version: a re-run replaces its own candidate."""
     digest = hashlib.sha1(json.dumps([dt, params.as_dict()], sort_keys=True).encode()).hexdigest()[:8]
@@ -144,9 +156,10 @@ def train(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     gpus = tf.config.list_physical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     started = time.monotonic()
+    initial = warm_start_from(store, dt, params)
     with strategy.scope():
         model = model_class(params.model)()
-        summary = model.fit(data, params)
+        summary = model.fit(data, params, registry.load(store, initial) if initial else None)
     seconds = time.monotonic() - started
     meta = {
         "dt": dt,
@@ -156,6 +169,7 @@ def train(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
         "training": summary,
         "train_seconds": round(seconds, 2),
         "device": device,
+        "warm_start_from": initial,
         "n_users": data.n_users,
         "n_items": data.n_items,
         "versions": {"tensorflow": tf.__version__, "keras": __import__("keras").__version__,

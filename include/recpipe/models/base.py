@@ -37,8 +37,12 @@ class Recommender(ABC):
     name: str
 
     @abstractmethod
-    def fit(self, data: TrainingData, params: RunParams) -> dict[str, Any]:
-        """Train; returns a summary (epochs run, final validation metrics...)."""
+    def fit(self, data: TrainingData, params: RunParams, initial: "Recommender | None" = None) -> dict[str, Any]:
+        """Train; returns a summary (epochs run, best validation metrics, per-epoch history).
+
+        ``initial``: a model of the same kind trained on an earlier date (continual training):
+        start from its weights, grown for the ids that are new since (see :func:`grow_weights`).
+        """
 
     @abstractmethod
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
@@ -68,3 +72,35 @@ def pad_items(scores: np.ndarray, n_items: int) -> np.ndarray:
     out = np.full((scores.shape[0], n_items), -np.inf, dtype=np.float32)
     out[:, : scores.shape[1]] = scores
     return out
+
+
+def grow_weights(new, old) -> list[str]:
+    """Copy ``old``'s weights into ``new`` (two Keras models of the same architecture).
+
+    Vocabularies are append-only, so row i of an embedding means the same id in both: a
+    weight whose first axis grew (new users/items since ``old`` was trained) gets the old
+    rows copied and keeps its fresh initialisation for the new rows. Returns the names of
+    the weights that grew. Raises ``ConfigError`` when the shapes do not line up otherwise
+    (e.g. another ``embedding_dim``): then warm start makes no sense.
+    """
+    from recpipe.errors import ConfigError
+
+    old_weights = {w.path: w for w in old.weights}
+    grown = []
+    for w in new.weights:
+        src = old_weights.get(w.path)
+        if src is None or src.shape[1:] != w.shape[1:] or (len(w.shape) == 0) != (len(src.shape) == 0) \
+                or (w.shape and src.shape[0] > w.shape[0]):
+            raise ConfigError(
+                f"cannot warm-start weight {w.path} {tuple(w.shape)} from the champion's "
+                f"{None if src is None else tuple(src.shape)}: the champion was trained with other "
+                "model parameters (embedding_dim, ...). Train from scratch (warm_start=false) once."
+            )
+        value = src.numpy()
+        if w.shape and src.shape[0] < w.shape[0]:
+            fresh = w.numpy()
+            fresh[: src.shape[0]] = value
+            value = fresh
+            grown.append(w.path)
+        w.assign(value)
+    return grown

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from recpipe.config import RunParams
-from recpipe.models.base import Recommender, TrainingData, pad_items
+from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,15 @@ class MatrixFactorization(Recommender):
         self.model = model
         self._cached: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def fit(self, data: TrainingData, params: RunParams) -> dict[str, Any]:
+    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
         import keras
 
         from recpipe.training import EpochLogger, dataset
 
         self.model = build(data.n_users, data.n_items, params.embedding_dim)
         self._cached = None
+        if initial is not None:
+            log.info("mf: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
         self.model.compile(
             optimizer=keras.optimizers.Adam(params.learning_rate),
             loss="binary_crossentropy",
@@ -71,7 +73,7 @@ class MatrixFactorization(Recommender):
         hist = {k: [float(x) for x in v] for k, v in history.history.items()}
         best = int(np.argmin(hist["val_loss"]))
         return {"epochs": len(hist["loss"]), "best_epoch": best + 1,
-                **{k: v[best] for k, v in hist.items()}}
+                **{k: v[best] for k, v in hist.items()}, "history": hist}
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """U (n_users, dim), V (n_items, dim), b (n_items,) float32, read from Keras once."""

@@ -21,7 +21,7 @@ class Popularity(Recommender):
     def __init__(self, popularity: np.ndarray | None = None):
         self.popularity = popularity
 
-    def fit(self, data: TrainingData, params: RunParams) -> dict[str, Any]:
+    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
         self.popularity = data.popularity.astype(np.float32)
         return {"epochs": 0, "items_with_signal": int((self.popularity > 0).sum())}
 

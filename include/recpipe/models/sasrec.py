@@ -23,7 +23,7 @@ import numpy as np
 
 from recpipe.config import RunParams
 from recpipe.errors import DataError
-from recpipe.models.base import Recommender, TrainingData, pad_items
+from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class SASRec(Recommender):
         self.max_len, self.blocks, self.heads, self.dropout = max_len, blocks, heads, dropout
         self._encoder = None
 
-    def fit(self, data: TrainingData, params: RunParams) -> dict[str, Any]:
+    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
         import keras
         import tensorflow as tf
 
@@ -126,6 +126,8 @@ class SASRec(Recommender):
         monitor = "val_loss" if val is not None else "loss"
 
         self.model = build(data.n_items, L, params.embedding_dim, self.blocks, self.heads, self.dropout, params.seed)
+        if initial is not None:
+            log.info("sasrec: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
         self.model.compile(
             optimizer=keras.optimizers.Adam(params.learning_rate, beta_2=0.98),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
@@ -139,7 +141,8 @@ class SASRec(Recommender):
         self.sequences, self._encoder = pad_left(hists, L), None
         hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         best = int(np.argmin(hist[monitor]))
-        return {"epochs": len(hist["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist.items()}}
+        return {"epochs": len(hist["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist.items()},
+                "history": hist}
 
     def with_history(self, data: TrainingData) -> "SASRec":
         """The same network, scoring from the histories in ``data`` (e.g. newer interactions)."""

@@ -1,0 +1,77 @@
+"""The training stage against the real S3 server: artifacts, save → load → score, warm start."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from recpipe import pipeline, registry, training
+from recpipe.config import RunParams
+from recpipe.errors import ConfigError
+from recpipe.synthetic import ShopSpec
+
+SPEC = ShopSpec(users=300, items=120, days=4, seed=3, start=date(2024, 5, 1))
+
+
+@pytest.fixture
+def shop(store):
+    """Four seeded days, validated, with features for the last two."""
+    dates = pipeline.seed(store, SPEC)
+    params = RunParams(epochs=2)
+    for dt in dates:
+        pipeline.validate(store, dt, params)
+    for dt in dates[2:]:
+        pipeline.features(store, dt, params)
+    return store, dates[2], dates[3]
+
+
+def test_warm_start_continues_from_the_champion_before_the_date(shop):
+    store, day3, day4 = shop
+    first = pipeline.train(store, day3, RunParams(model="mf", epochs=2, seed=7))  # another init than below
+    registry.promote(store, first, day3, "test")
+
+    warm = pipeline.train(store, day4, RunParams(model="mf", epochs=2, seed=1, warm_start=True))
+    meta = registry.metadata(store, warm)
+    assert meta["warm_start_from"] == first
+    assert {"vocab_users.parquet", "vocab_items.parquet", "metadata.json", "model.keras"} <= set(
+        store.manifest(warm["prefix"])["files"])
+
+    # rows of the ids the champion knew start from its values: closer to them than a fresh model's
+    old = registry.load(store, first).model.get_layer("user_embedding").embeddings.numpy()
+    new = registry.load(store, warm).model.get_layer("user_embedding").embeddings.numpy()
+    assert new.shape[0] >= old.shape[0]
+    scratch = registry.load(store, pipeline.train(store, day4, RunParams(model="mf", epochs=2, seed=1)))
+    scratch_u = scratch.model.get_layer("user_embedding").embeddings.numpy()
+    n = old.shape[0]
+    assert np.abs(new[:n] - old).mean() < np.abs(scratch_u[:n] - old).mean()
+
+
+def test_warm_start_without_a_champion_trains_from_scratch(shop):
+    store, day3, _ = shop
+    ref = pipeline.train(store, day3, RunParams(model="mf", epochs=1, warm_start=True))
+    assert registry.metadata(store, ref)["warm_start_from"] is None
+
+
+def test_warm_start_from_a_champion_of_another_shape_says_how_to_fix_it(shop):
+    store, day3, day4 = shop
+    registry.promote(store, pipeline.train(store, day3, RunParams(model="mf", epochs=1, embedding_dim=8)), day3, "t")
+    with pytest.raises(ConfigError, match="warm_start=false"):
+        training.train(store, day4, RunParams(model="mf", epochs=1, embedding_dim=16, warm_start=True))
+
+
+def test_saved_model_scores_as_before_saving(shop):
+    store, day3, _ = shop
+    data = training.load_training_data(store, day3)
+    for name in ("mf", "sasrec", "popularity"):
+        params = RunParams(model=name, epochs=1, seed=2)
+        training.setup_device(params.seed)
+        from recpipe.models import model_class
+
+        model = model_class(name)()
+        model.fit(data, params)
+        ref = registry.save(store, model, f"{day3}-test", {"dt": day3})
+        users = np.arange(data.n_users)
+        np.testing.assert_allclose(registry.load(store, ref).score(users, data.n_items),
+                                   model.score(users, data.n_items), rtol=1e-5, atol=1e-7)
