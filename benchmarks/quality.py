@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
@@ -30,6 +32,7 @@ from _stack import machine  # noqa: E402
 
 from recpipe import config, movielens  # noqa: E402
 from recpipe.models import TrainingData, model_class  # noqa: E402
+from recpipe.models.base import item_feature_codes  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data"
 K = 10
@@ -37,6 +40,7 @@ K = 10
 PARAMS = {
     "sasrec": dict(embedding_dim=64, epochs=200, batch_size=128, learning_rate=0.002),
     "mf": dict(embedding_dim=64, epochs=50, negatives=8, batch_size=1024, learning_rate=0.005),
+    "two_tower": dict(embedding_dim=64, epochs=40, negatives=8, batch_size=1024, learning_rate=0.002),
     "popularity": dict(),
 }
 PROTOCOL = ("leave-one-out by timestamp (ties by row order): last item test, second last validation, rest train; "
@@ -44,8 +48,11 @@ PROTOCOL = ("leave-one-out by timestamp (ties by row order): last item test, sec
             f"before the target, ties to the lower item index; HR@{K} and NDCG@{K} averaged over all users")
 
 
-def split(path: Path) -> tuple[pd.DataFrame, int, int]:
-    """Ratings as (user, item, ts, part) with dense indices; part 0 = test, 1 = validation, 2 = train."""
+def split(path: Path) -> tuple[pd.DataFrame, int, int, np.ndarray]:
+    """Ratings as (user, item, ts, part) with dense indices; part 0 = test, 1 = validation, 2 = train.
+
+    Also the item content features (first genre as category), (n_items, F), in index order.
+    """
     data = movielens.read(path)
     ev = data.events
     catalog = pd.unique(np.concatenate([data.items["item_id"].to_numpy(zero_copy_only=False),
@@ -58,15 +65,16 @@ def split(path: Path) -> tuple[pd.DataFrame, int, int]:
         "ts": ev["event_ts"].cast("int64").to_numpy() + np.arange(ev.num_rows),
     }).sort_values(["user", "ts"], kind="stable")
     df["part"] = np.minimum(df.groupby("user").cumcount(ascending=False), 2)
-    return df, len(users), len(catalog)
+    rows = pc.index_in(pa.array(catalog), value_set=data.items["item_id"])
+    return df, len(users), len(catalog), item_feature_codes(data.items.take(rows))
 
 
-def training_data(df: pd.DataFrame, n_users: int, n_items: int) -> TrainingData:
+def training_data(df: pd.DataFrame, n_users: int, n_items: int, features: np.ndarray) -> TrainingData:
     return TrainingData(
         users=df["user"].to_numpy(np.int64), items=df["item"].to_numpy(np.int64),
         weights=np.ones(len(df), np.float32), n_users=n_users, n_items=n_items,
         popularity=np.bincount(df["item"], minlength=n_items).astype(np.float32),
-        last_ts=df["ts"].to_numpy(np.int64),
+        last_ts=df["ts"].to_numpy(np.int64), item_features=features,
     )
 
 
@@ -81,7 +89,7 @@ def metrics(scores: np.ndarray, seen: pd.DataFrame, target: pd.DataFrame) -> dic
     return {f"hr@{K}": float(hit.mean()), f"ndcg@{K}": float(np.where(hit, 1 / np.log2(rank + 2), 0).mean())}
 
 
-def run(name: str, df: pd.DataFrame, n_users: int, n_items: int) -> dict:
+def run(name: str, df: pd.DataFrame, n_users: int, n_items: int, features: np.ndarray) -> dict:
     from recpipe.training import setup_device
 
     params = config.RunParams(model=name if name in config.MODELS else "mf", **PARAMS[name])
@@ -89,12 +97,12 @@ def run(name: str, df: pd.DataFrame, n_users: int, n_items: int) -> dict:
     setup_device(params.seed)
     model = model_class(name)()
     started = time.monotonic()
-    summary = model.fit(training_data(train, n_users, n_items), params)
+    summary = model.fit(training_data(train, n_users, n_items, features), params)
     seconds = time.monotonic() - started
     all_users = np.arange(n_users)
     val = metrics(model.score(all_users, n_items), train, valid)
     if hasattr(model, "with_history"):
-        model = model.with_history(training_data(df[df.part > 0], n_users, n_items))
+        model = model.with_history(training_data(df[df.part > 0], n_users, n_items, features))
     out = {**metrics(model.score(all_users, n_items), df[df.part > 0], test),
            "train_seconds": round(seconds, 1), "epochs": summary.get("epochs", 0),
            **{f"val_{k}": v for k, v in val.items()}, "params": PARAMS[name]}
@@ -105,15 +113,15 @@ def run(name: str, df: pd.DataFrame, n_users: int, n_items: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
-    ap.add_argument("--models", default="sasrec,mf,popularity")
+    ap.add_argument("--models", default="sasrec,two_tower,mf,popularity")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    df, n_users, n_items = split(DATA / args.dataset)
+    df, n_users, n_items, features = split(DATA / args.dataset)
     logging.info("%s: %d ratings, %d users, %d items", args.dataset, len(df), n_users, n_items)
     result = {"dataset": args.dataset, "protocol": PROTOCOL, "machine": machine(),
-              "models": {name: run(name, df, n_users, n_items) for name in args.models.split(",")}}
+              "models": {name: run(name, df, n_users, n_items, features) for name in args.models.split(",")}}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -37,8 +37,8 @@ RECOMMENDATIONS = Asset(name="recommendations", uri="s3://recpipe/recommendation
 TRAIN_QUEUE = os.environ.get("RECPIPE_TRAIN_QUEUE", "default")
 
 PARAMS = {
-    "model": Param("mf", type="string", enum=["mf", "popularity", "sasrec"],
-                   description="Model to train: mf (matrix factorisation), sasrec (self-attention over recent items) or popularity (baseline)."),
+    "model": Param("mf", type="string", enum=["mf", "popularity", "sasrec", "two_tower"],
+                   description="Model to train: mf (matrix factorisation), sasrec (self-attention over recent items), two_tower (id + content features, click/purchase heads; scores new items) or popularity (baseline)."),
     "mode": Param("train", type="string", enum=["train", "republish"],
                   description="train: train and gate a candidate. republish: skip training, publish with the champion of that date (for backfills)."),
     "top_k": Param(10, type="integer", minimum=1, maximum=500, description="Items per user in the table."),

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from recpipe.errors import ConfigError
 
-MODELS = ("mf", "popularity", "sasrec")
+MODELS = ("mf", "popularity", "sasrec", "two_tower")
 #: train: train a candidate and gate it; republish: publish with the champion of that date.
 MODES = ("train", "republish")
 

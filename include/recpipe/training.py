@@ -18,6 +18,7 @@ from recpipe import registry
 from recpipe.config import RunParams
 from recpipe.errors import DataError
 from recpipe.models import TrainingData, model_class
+from recpipe.models.base import item_feature_codes
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ def load_training_data(store: Store, dt: str) -> TrainingData:
             f"starting {meta['window']} has no validated days before {dt}; validate (or backfill) "
             f"earlier dates first, e.g. `recpipe validate --date {meta['window']}`."
         )
-    items = store.read_table(prefix, "items", columns=["popularity"])
+    items = store.read_table(prefix, "items", columns=["popularity", "category", "brand", "price"])
+    bought = store.read_table(prefix, "purchased", columns=["user_idx", "item_idx"])
+    key = inter["user_idx"].to_numpy().astype(np.int64) * meta["n_items"] + inter["item_idx"].to_numpy()
+    bought_key = bought["user_idx"].to_numpy().astype(np.int64) * meta["n_items"] + bought["item_idx"].to_numpy()
     return TrainingData(
         users=inter["user_idx"].to_numpy(),
         items=inter["item_idx"].to_numpy(),
@@ -45,11 +49,16 @@ def load_training_data(store: Store, dt: str) -> TrainingData:
         n_items=meta["n_items"],
         popularity=items["popularity"].to_numpy(),
         last_ts=inter["last_ts"].cast("int64").to_numpy(),
+        item_features=item_feature_codes(items),
+        purchased=np.isin(key, bought_key),
     )
 
 
-def dataset(data: TrainingData, params: RunParams):
+def dataset(data: TrainingData, params: RunParams, multitask: bool = False):
     """(train, validation) ``tf.data`` pipelines of ({"user", "item"}, label) batches.
+
+    ``multitask``: the label is {"click": label, "purchase": label}, purchase being 1 for the
+    positives in ``data.purchased`` (0 for all when it is None).
 
     Each positive pair brings ``params.negatives`` uniformly drawn items as negatives,
     drawn inside the graph per batch (seeded, so runs repeat exactly).
@@ -63,7 +72,7 @@ def dataset(data: TrainingData, params: RunParams):
 
     def with_negatives(seed_offset: int):
         def fn(step, batch):
-            users, items = batch
+            users, items, bought = batch
             b = tf.shape(users)[0]
             neg = tf.random.stateless_uniform(
                 (b * k,), seed=tf.stack([tf.constant(params.seed + seed_offset, tf.int64), step]),
@@ -72,12 +81,16 @@ def dataset(data: TrainingData, params: RunParams):
             all_users = tf.concat([users, tf.repeat(users, k)], 0)
             all_items = tf.concat([items, neg], 0)
             labels = tf.concat([tf.ones(b), tf.zeros(b * k)], 0)
+            if multitask:
+                labels = {"click": labels, "purchase": tf.concat([bought, tf.zeros(b * k)], 0)}
             return {"user": all_users, "item": all_items}, labels
         return fn
 
+    purchased = np.zeros(len(data.users), np.float32) if data.purchased is None else data.purchased.astype(np.float32)
+
     def pipeline(idx: np.ndarray, shuffle: bool, seed_offset: int):
         ds = tf.data.Dataset.from_tensor_slices(
-            (data.users[idx].astype(np.int32), data.items[idx].astype(np.int32))
+            (data.users[idx].astype(np.int32), data.items[idx].astype(np.int32), purchased[idx])
         )
         if shuffle:
             ds = ds.shuffle(len(idx), seed=params.seed, reshuffle_each_iteration=True)

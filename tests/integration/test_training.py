@@ -64,7 +64,7 @@ def test_warm_start_from_a_champion_of_another_shape_says_how_to_fix_it(shop):
 def test_saved_model_scores_as_before_saving(shop):
     store, day3, _ = shop
     data = training.load_training_data(store, day3)
-    for name in ("mf", "sasrec", "popularity"):
+    for name in ("mf", "sasrec", "two_tower", "popularity"):
         params = RunParams(model=name, epochs=1, seed=2)
         training.setup_device(params.seed)
         from recpipe.models import model_class

@@ -20,7 +20,11 @@ def model_class(name: str) -> type[Recommender]:
         from recpipe.models.sasrec import SASRec
 
         return SASRec
-    raise ConfigError(f"unknown model {name!r}: choose one of mf, popularity, sasrec.")
+    if name == "two_tower":
+        from recpipe.models.two_tower import TwoTower
+
+        return TwoTower
+    raise ConfigError(f"unknown model {name!r}: choose one of mf, popularity, sasrec, two_tower.")
 
 
 __all__ = ["Recommender", "TrainingData", "model_class"]

@@ -7,9 +7,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import zlib
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recpipe.config import RunParams
+
+
+#: Content features of an item, each hashed into FEATURE_BUCKETS (stable across dates and runs).
+ITEM_FEATURES = ("category", "brand", "price_bucket")
+FEATURE_BUCKETS = 1024
+
+
+def _bucket(values: pa.Array) -> np.ndarray:
+    """1 + crc32(value) mod (FEATURE_BUCKETS - 1) per string; 0 for null."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values.cast(pa.string()))
+    table = np.array([1 + zlib.crc32(v.encode()) % (FEATURE_BUCKETS - 1)
+                      for v in encoded.dictionary.to_pylist()] + [0], dtype=np.int32)
+    return table[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()]
+
+
+def item_feature_codes(items: pa.Table) -> np.ndarray:
+    """(items.num_rows, 3) int32: hashed category, brand and price bucket ⌊log2(1 + price)⌋.
+
+    Columns the table lacks count as missing (0), so any catalog works, even none.
+    """
+    n = items.num_rows
+    cols = [_bucket(items[c]) if c in items.column_names else np.zeros(n, np.int32) for c in ("category", "brand")]
+    if "price" in items.column_names:
+        price = items["price"].to_numpy(zero_copy_only=False).astype(np.float64)
+        ok = np.isfinite(price) & (price >= 0)
+        cols.append(np.where(ok, np.minimum(1 + np.floor(np.log2(1 + np.where(ok, price, 0))), FEATURE_BUCKETS - 1),
+                             0).astype(np.int32))
+    else:
+        cols.append(np.zeros(n, np.int32))
+    return np.stack(cols, axis=1) if n else np.zeros((0, len(ITEM_FEATURES)), np.int32)
 
 
 @dataclass(frozen=True)
@@ -20,6 +56,9 @@ class TrainingData:
     popularity: (n_items,) — time-decayed interaction weight per item.
     last_ts: (n_interactions,) int64 — when the user last touched the item (epoch µs);
         sequence models order a user's items by it.
+    item_features: (n_items, len(ITEM_FEATURES)) int32 — hashed content features, 0 = missing
+        (see :func:`item_feature_codes`); feature-based models score new items from them.
+    purchased: (n_interactions,) bool — the user bought the item (the purchase task's label).
     """
 
     users: np.ndarray
@@ -29,6 +68,8 @@ class TrainingData:
     n_items: int
     popularity: np.ndarray
     last_ts: np.ndarray | None = None
+    item_features: np.ndarray | None = None
+    purchased: np.ndarray | None = None
 
 
 class Recommender(ABC):

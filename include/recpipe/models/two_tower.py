@@ -1,0 +1,224 @@
+"""Two-tower model with click and purchase heads, in Keras 3; scores cold-start users and items.
+
+User tower: id embedding ⊕ mean of the embeddings of the user's last ``HISTORY`` items →
+dense layers → u (d). Item tower: id embedding ⊕ embeddings of its hashed content features
+(category, brand, price bucket; ``base.item_feature_codes``) → dense layers → v (d).
+
+    click    = σ(u · v + b_item)             (ranking score: every user × item is one matmul)
+    purchase = σ(P(u) · v + b'_item)          (P: a dense projection of the user vector)
+
+Row 0 of each id embedding is "unknown": during training ids are dropped to 0 with
+probability ``ID_DROPOUT``, so a user the model never saw is scored from their history (or,
+with none, as an average user) and an item it never saw from its content features alone.
+Pointwise training with ``params.negatives`` uniform negatives per positive, as MF; the
+purchase head learns from ``TrainingData.purchased``. The target item is masked out of the
+history fed with it, so the model learns to predict, not to copy the history.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recpipe.config import RunParams
+from recpipe.models.base import (FEATURE_BUCKETS, ITEM_FEATURES, Recommender, TrainingData, grow_weights,
+                                 pad_items)
+from recpipe.models.sasrec import histories, pad_left
+
+log = logging.getLogger(__name__)
+
+HISTORY = 20  # recent items pooled into the user tower
+ID_DROPOUT = 0.1  # share of training ids replaced by "unknown" (row 0), for cold start
+SCORE_BATCH = 4096
+
+
+def build(n_users: int, n_items: int, dim: int, history: int = HISTORY, seed: int = 0):
+    """Inputs user (B,), item (B,) [index + 1, 0 = unknown], history (B, H) [item + 1, 0 = pad],
+    item_features (B, F) → {"click": (B,), "purchase": (B,)} probabilities.
+
+    Sub-models for scoring: layers "user_vector" (B, d), "purchase_vector" (B, d), "item_vector" (B, d).
+    """
+    import keras
+    from keras import layers, ops
+
+    user = keras.Input(shape=(), dtype="int32", name="user")
+    hist = keras.Input(shape=(history,), dtype="int32", name="history")
+    item = keras.Input(shape=(), dtype="int32", name="item")
+    feats = keras.Input(shape=(len(ITEM_FEATURES),), dtype="int32", name="item_features")
+
+    item_ids = layers.Embedding(n_items + 1, dim, name="item_embedding")
+    drop = id_dropout()(ID_DROPOUT, seed=seed, name="id_dropout")
+    known_item = drop(item)
+    # user tower
+    real = ops.expand_dims(ops.cast(ops.not_equal(hist, 0), "float32"), -1)  # (B, H, 1)
+    pooled = ops.sum(item_ids(hist) * real, axis=1) / ops.maximum(ops.sum(real, axis=1), 1.0)
+    u = layers.Concatenate()([layers.Embedding(n_users + 1, dim, name="user_embedding")(drop(user)), pooled])
+    u = layers.Dense(2 * dim, activation="relu", name="user_dense")(u)
+    u = layers.Dense(dim, name="user_vector")(u)
+    # item tower
+    parts = [item_ids(known_item)] + [
+        layers.Embedding(FEATURE_BUCKETS, dim, name=f"item_{name}")(feats[:, j]) for j, name in enumerate(ITEM_FEATURES)]
+    v = layers.Dense(2 * dim, activation="relu", name="item_dense")(layers.Concatenate()(parts))
+    v = layers.Dense(dim, name="item_vector")(v)
+    # heads
+    p = layers.Dense(dim, name="purchase_vector")(u)
+    click = layers.Add()([layers.Dot(axes=-1)([u, v]), layers.Embedding(n_items + 1, 1, embeddings_initializer="zeros",
+                                                                          name="click_bias")(known_item)])
+    buy = layers.Add()([layers.Dot(axes=-1)([p, v]), layers.Embedding(n_items + 1, 1, embeddings_initializer="zeros",
+                                                                        name="purchase_bias")(known_item)])
+    out = {"click": layers.Activation("sigmoid", dtype="float32", name="click")(layers.Flatten()(click)),
+           "purchase": layers.Activation("sigmoid", dtype="float32", name="purchase")(layers.Flatten()(buy))}
+    return keras.Model({"user": user, "history": hist, "item": item, "item_features": feats}, out, name="two_tower")
+
+
+@functools.cache
+def id_dropout():
+    """The IdDropout layer class (built on first use: it subclasses a Keras class)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="recpipe")
+    class IdDropout(keras.layers.Layer):
+        """In training, replace an id by 0 ("unknown") with probability ``rate``."""
+
+        def __init__(self, rate: float, seed: int = 0, **kwargs):
+            super().__init__(**kwargs)
+            self.rate, self.seed = rate, seed
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, ids, training=None):
+            if not training or self.rate == 0:
+                return ids
+            keep = keras.random.uniform(keras.ops.shape(ids), seed=self.generator) >= self.rate
+            return keras.ops.where(keep, ids, keras.ops.zeros_like(ids))
+
+        def get_config(self):
+            return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+    return IdDropout
+
+
+class TwoTower(Recommender):
+    name = "two_tower"
+
+    def __init__(self, model=None, histories_: np.ndarray | None = None, item_features: np.ndarray | None = None):
+        self.model = model
+        self.histories = histories_  # (n_users, HISTORY) int32, item + 1, 0 = padding
+        self.item_features = item_features  # (n_items, F) int32
+        self._towers: dict[str, Any] = {}  # scoring sub-models and item vectors, built once
+
+    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
+        import keras
+        import tensorflow as tf
+
+        from recpipe.training import EpochLogger, dataset
+
+        self._set_tables(data)
+        hist, feats = tf.constant(self.histories), tf.constant(self.item_features)
+
+        def add_tables(x, y):
+            h = tf.gather(hist, x["user"])
+            h = tf.where(h == tf.expand_dims(x["item"] + 1, 1), 0, h)  # don't show the target in its history
+            return {"user": x["user"] + 1, "item": x["item"] + 1, "history": h,
+                    "item_features": tf.gather(feats, x["item"])}, y
+
+        train, val = (ds.map(add_tables) for ds in dataset(data, params, multitask=True))
+        self.model = build(data.n_users, data.n_items, params.embedding_dim, HISTORY, params.seed)
+        if initial is not None:
+            log.info("two_tower: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
+        has_purchases = data.purchased is not None and bool(data.purchased.any())
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(params.learning_rate),
+            loss={"click": "binary_crossentropy", "purchase": "binary_crossentropy"},
+            loss_weights={"click": 1.0, "purchase": 1.0 if has_purchases else 0.0},
+            metrics={"click": [keras.metrics.AUC(name="auc")], "purchase": [keras.metrics.AUC(name="auc")]},
+        )
+        history = self.model.fit(
+            train, validation_data=val, epochs=params.epochs, verbose=0, shuffle=False,
+            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
+                       EpochLogger(params.epochs)],
+        )
+        hist_ = {k: [float(x) for x in v] for k, v in history.history.items()}
+        best = int(np.argmin(hist_["val_loss"]))
+        return {"epochs": len(hist_["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist_.items()},
+                "history": hist_}
+
+    def _set_tables(self, data: TrainingData) -> None:
+        self.histories = pad_left(histories(data), HISTORY)
+        self.item_features = (data.item_features if data.item_features is not None
+                              else np.zeros((data.n_items, len(ITEM_FEATURES)), np.int32)).astype(np.int32)
+
+    def with_history(self, data: TrainingData) -> "TwoTower":
+        """The same network, scoring from newer histories and catalog (new users and items too)."""
+        other = TwoTower(self.model)
+        other._set_tables(data)
+        return other
+
+    def _tower(self, inputs: tuple[str, str], output: str):
+        """A sub-model of the network from two input layers to one layer's output (cached)."""
+        import keras
+
+        if output not in self._towers:
+            m = self.model
+            self._towers[output] = keras.Model([m.get_layer(i).output for i in inputs], m.get_layer(output).output)
+        return self._towers[output]
+
+    def _vectors(self, users: np.ndarray, purchase: bool = False) -> np.ndarray:
+        """(len(users), d) user vectors; users beyond the tables are unknown with no history."""
+        tower = self._tower(("user", "history"), "purchase_vector" if purchase else "user_vector")
+        n_known = self.model.get_layer("user_embedding").input_dim - 1
+        users = np.asarray(users)
+        hist = np.zeros((len(users), self.histories.shape[1]), np.int32)
+        has = users < len(self.histories)
+        hist[has] = self.histories[users[has]]
+        ids = np.where(users < n_known, users + 1, 0).astype(np.int32)
+        return np.concatenate([np.asarray(tower([ids[i:i + SCORE_BATCH], hist[i:i + SCORE_BATCH]], training=False))
+                               for i in range(0, len(users), SCORE_BATCH)] or [np.zeros((0, 1), np.float32)])
+
+    def _items(self, purchase: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """V (n, d) and bias (n,) for the items of the catalog table (new ones from features alone)."""
+        key = f"items_{purchase}"
+        if key in self._towers:
+            return self._towers[key]
+        tower = self._tower(("item", "item_features"), "item_vector")
+        n_known = self.model.get_layer("item_embedding").input_dim - 1
+        n = len(self.item_features)
+        ids = np.where(np.arange(n) < n_known, np.arange(n) + 1, 0).astype(np.int32)
+        v = np.asarray(tower([ids, self.item_features], training=False))
+        bias = self.model.get_layer("purchase_bias" if purchase else "click_bias").embeddings.numpy()[:, 0]
+        self._towers[key] = v, bias[ids]
+        return self._towers[key]
+
+    def logits(self, users: np.ndarray, n_items: int, task: str = "click") -> np.ndarray:
+        """(len(users), n_items) raw scores of ``task`` (click | purchase); -inf beyond the catalog."""
+        v, b = self._items(task == "purchase")
+        return pad_items(self._vectors(users, task == "purchase") @ v.T + b, n_items)
+
+    def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
+        """P(click), the ranking score."""
+        z = self.logits(users, n_items)
+        with np.errstate(over="ignore"):
+            return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def knows(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users)
+        out = np.zeros(len(users), bool)
+        has = users < len(self.histories)
+        out[has] = self.histories[users[has], -1] != 0
+        return out
+
+    def save(self, directory: Path) -> None:
+        self.model.save(directory / "model.keras")
+        np.save(directory / "histories.npy", self.histories)
+        np.save(directory / "item_features.npy", self.item_features)
+
+    @classmethod
+    def load(cls, directory: Path) -> "TwoTower":
+        import keras
+
+        model = keras.models.load_model(directory / "model.keras", compile=False,
+                                        custom_objects={"IdDropout": id_dropout()})
+        return cls(model, np.load(directory / "histories.npy"), np.load(directory / "item_features.npy"))
