@@ -75,3 +75,16 @@ def test_saved_model_scores_as_before_saving(shop):
         users = np.arange(data.n_users)
         np.testing.assert_allclose(registry.load(store, ref).score(users, data.n_items),
                                    model.score(users, data.n_items), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["two_tower", "sasrec"])
+def test_every_model_runs_the_whole_pipeline(shop, name):
+    from recpipe import publish
+
+    store, _, day4 = shop
+    out = pipeline.run(store, day4, RunParams(model=name, epochs=2, top_k=3))
+    assert out["train"]["name"] == name
+    table = publish.read(store, day4)
+    assert table.num_rows > 0 and set(table["rank"].to_pylist()) == {1, 2, 3}
+    decision = store.get_json(f"reports/evaluation/dt={day4}/decision.json")
+    assert set(table["model_name"].to_pylist()) >= {decision["publish"]["name"]}

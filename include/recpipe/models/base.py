@@ -106,6 +106,12 @@ class Recommender(ABC):
         """Inverse of :meth:`save`; scores identically."""
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """σ, elementwise, float32 (the ``link`` of models scoring σ(logit))."""
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32, copy=False)
+
+
 def pad_items(scores: np.ndarray, n_items: int) -> np.ndarray:
     """Widen (n_users, known_items) scores to n_items columns, -inf for unseen items."""
     if scores.shape[1] >= n_items:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from recpipe.config import RunParams
-from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items
+from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items, sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,7 @@ class MatrixFactorization(Recommender):
         """Raw scores, score = link(logits): ``recpipe.scoring.top_k`` ranks by these."""
         return pad_items(self._logits(users), n_items)
 
-    @staticmethod
-    def link(logits: np.ndarray) -> np.ndarray:
-        """σ, elementwise."""
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32, copy=False)
+    link = staticmethod(sigmoid)
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
         """σ(U[users] · Vᵀ + b): the same numbers as the Keras graph, as one matrix product."""

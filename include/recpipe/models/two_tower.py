@@ -26,7 +26,7 @@ import numpy as np
 
 from recpipe.config import RunParams
 from recpipe.models.base import (FEATURE_BUCKETS, ITEM_FEATURES, Recommender, TrainingData, grow_weights,
-                                 pad_items)
+                                 pad_items, sigmoid)
 from recpipe.models.sasrec import histories, pad_left
 
 log = logging.getLogger(__name__)
@@ -197,11 +197,11 @@ class TwoTower(Recommender):
         v, b = self._items(task == "purchase")
         return pad_items(self._vectors(users, task == "purchase") @ v.T + b, n_items)
 
+    link = staticmethod(sigmoid)  # ``recpipe.scoring.top_k`` ranks by the click logits
+
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
         """P(click), the ranking score."""
-        z = self.logits(users, n_items)
-        with np.errstate(over="ignore"):
-            return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        return sigmoid(self.logits(users, n_items))
 
     def knows(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users)
