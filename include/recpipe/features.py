@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import aggregates, contracts, landing
+from recpipe import aggregates, contracts, landing, privacy
 from recpipe.aggregates import (DAY_US, INT64_MIN, POPULARITY_HALF_LIFE_DAYS, TYPE_COLUMNS, Catalogs, DayState,
                                 _starts, _ts, _ts_array, load_vocab, save_vocab)
 from recpipe.config import RunParams
@@ -174,7 +174,9 @@ def _column(tables: list[pa.Table], name: str) -> np.ndarray:
 def _profiles(store: Store, dt: str) -> pa.Table | None:
     """The newest user profiles snapshot delivered on or before D, if any."""
     dates = [d for d in landing.ready_dates(store, "users") if d <= dt]
-    return landing.read_raw(store, "users", dates[-1], contracts.USERS) if dates else None
+    if not dates:
+        return None
+    return privacy.pseudonymise(landing.read_raw(store, "users", dates[-1], contracts.USERS), privacy.key_from_env())
 
 
 def _items(vocab: aggregates.Vocab, n: int, dt: str, catalog: pa.Table | None, w: "_Window") -> pa.Table:

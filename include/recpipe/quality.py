@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import contracts, expectations, landing, reports
+from recpipe import contracts, expectations, landing, privacy, reports
 from recpipe.config import RunParams
 from recpipe.errors import DataQualityError
 from recpipe.contracts import day_bounds
@@ -113,6 +113,7 @@ def catalog_ids(store: Store, dt: str) -> pa.Array | None:
 def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResult:
     """Validate ``raw/{events,items,users}/dt`` and split events into ``clean/`` and ``quarantine/``."""
     report = f"reports/quality/dt={dt}/index.html"
+    key = privacy.key_from_env()  # a bad key fails before anything is written
     try:
         events = landing.read_raw(store, "events", dt, contracts.EVENTS)
     except DataQualityError as exc:  # unreadable or retyped: still leave a report behind
@@ -146,6 +147,7 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
         )
     quarantine = events.filter(bad).select(contracts.EVENTS.names).append_column("reason", reason.filter(bad))
     store.write_partition(partition("quarantine/events", dt), {"events": quarantine})
+    clean = privacy.pseudonymise(clean, key)
     store.write_partition(partition("clean/events", dt), {"events": clean}, {"source_rows": events.num_rows})
     log.info("%s: %d clean rows, %d quarantined %s; report %s", dt, clean.num_rows,
              result.rows - result.clean_rows, counts, store.url(report))
