@@ -88,3 +88,26 @@ def test_every_model_runs_the_whole_pipeline(shop, name):
     assert table.num_rows > 0 and set(table["rank"].to_pylist()) == {1, 2, 3}
     decision = store.get_json(f"reports/evaluation/dt={day4}/decision.json")
     assert set(table["model_name"].to_pylist()) >= {decision["publish"]["name"]}
+
+
+def _truncate(store, prefix: str, name: str) -> None:
+    key = store.manifest(prefix)["files"][name]["key"]
+    data = store.get_bytes(key)
+    store.put_bytes(key, data[: len(data) // 2])  # damaged behind the writer's back
+
+
+def test_corrupt_features_and_models_are_reported_then_rebuilt(shop):
+    from recpipe.errors import CorruptObjectError
+
+    store, day3, _ = shop
+    params = RunParams(model="mf", epochs=1)
+    _truncate(store, f"features/dt={day3}", "interactions.parquet")
+    with pytest.raises(CorruptObjectError, match=f"features/dt={day3}.*Re-run the stage"):
+        pipeline.train(store, day3, params)
+    pipeline.features(store, day3, params)  # the re-run rebuilds the partition
+    ref = pipeline.train(store, day3, params)
+
+    _truncate(store, ref["prefix"], "model.keras")
+    with pytest.raises(CorruptObjectError, match=ref["prefix"]):
+        registry.load(store, ref)
+    assert registry.load(store, pipeline.train(store, day3, params)).score(np.arange(3), 5).shape == (3, 5)
