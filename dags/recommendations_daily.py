@@ -7,7 +7,8 @@ Every day, turn the day's raw interaction events into a fresh top-K recommendati
 wait_for_events → validate_events → build_features → choose_path
     choose_path ─(mode=train)→ train_candidate → evaluate → gate ─(pass)→ promote_candidate ─┐
                 │                                              └(fail)→ keep_champion ─────┤
-                └(mode=republish)→ republish_champion ──────────────────────────────────────┴→ publish
+                └(mode=republish)→ republish_champion ──────────────────────────────────────┴→ plan_shards
+plan_shards → publish_shard[0..n-1] → publish → flag_rejection
 ```
 
 - **wait_for_events** waits for `raw/events/dt=<ds>/_SUCCESS` (the producer's marker).
@@ -19,8 +20,12 @@ wait_for_events → validate_events → build_features → choose_path
   (`reports/evaluation/dt=<ds>/`); a candidate that passes becomes champion.
 - **republish_champion** (param `mode=republish`, for backfills) skips training and
   publishes with the champion that served on that date.
-- **publish** writes `recommendations/dt=<ds>/` with the chosen model and updates
-  `recommendations/_latest`.
+- **publish_shard** (one mapped task per shard, param `publish_shards`) scores its share of
+  the users with the chosen model; **publish** commits the shards as `recommendations/dt=<ds>/`
+  in one atomic step, updates `recommendations/_latest` and emits the `recommendations` Asset.
+- **flag_rejection** fails the run (red in the grid, failure alerts fire) when the gate
+  rejected the candidate: the champion's table *was* published, but a person should look at
+  why the candidate lost. Set `fail_on_rejection=false` to only log a warning.
 
 The run for logical date *ds* covers the UTC day *ds* and runs after it ends. All data lives
 in the bucket of the `recpipe_s3` connection.
@@ -60,6 +65,10 @@ PARAMS = {
     "exclude_purchased": Param(True, type="boolean", description="Never recommend what the user already bought."),
     "warm_start": Param(False, type="boolean",
                         description="Continual training: start from the previous champion's weights, grown for new users and items."),
+    "publish_shards": Param(1, type="integer", minimum=1, maximum=64,
+                            description="Score users in this many parallel publish tasks (one per user shard)."),
+    "fail_on_rejection": Param(True, type="boolean",
+                               description="Mark the run failed when the gate rejects the candidate (the champion's table is still published)."),
 }
 
 
@@ -140,20 +149,37 @@ def recommendations_daily():
 
         return pipeline.apply_gate(store(), ds)  # logs a warning naming why the candidate lost
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[RECOMMENDATIONS])
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def plan_shards(params: dict | None = None) -> list[int]:
+        return list(range(params["publish_shards"]))
+
+    @task(execution_timeout=timedelta(hours=1))
+    def publish_shard(shard: int, ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe_airflow import run_stage
+
+        return run_stage("publish_shard", ds, params, shard=shard)
+
+    @task(outlets=[RECOMMENDATIONS])
     def publish(ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
         from recpipe_airflow import run_stage
 
-        summary = run_stage("publish", ds, params)
+        summary = run_stage("commit_publish", ds, params)
         outlet_events[RECOMMENDATIONS].extra = {"dt": ds, "rows": summary["rows"]}  # tells consumers which date
         return summary
+
+    @task
+    def flag_rejection(ds: str | None = None, params: dict | None = None) -> str | None:
+        from recpipe_airflow import flag_rejection
+
+        return flag_rejection(ds, params["fail_on_rejection"])
 
     passed = evaluate()
     path = wait_for_events() >> validate_events() >> build_features() >> choose_path()
     path >> train_candidate() >> passed
-    done = publish()
-    gate(passed) >> [promote_candidate(), keep_champion()] >> done
-    path >> republish_champion() >> done
+    shards = plan_shards()
+    gate(passed) >> [promote_candidate(), keep_champion()] >> shards
+    path >> republish_champion() >> shards
+    publish_shard.expand(shard=shards) >> publish() >> flag_rejection()
 
 
 recommendations_daily()

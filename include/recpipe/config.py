@@ -69,13 +69,17 @@ class RunParams:
     exclude_purchased: bool = True
     #: continual training: start from the champion of the day before (grown for new ids)
     warm_start: bool = False
+    #: publish scores users in this many shards (parallel mapped tasks in the DAG)
+    publish_shards: int = 1
+    #: a rejected candidate marks the DAG run failed (after the champion's table is published)
+    fail_on_rejection: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}.")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}.")
-        for name in ("top_k", "lookback_days", "epochs", "embedding_dim", "batch_size"):
+        for name in ("top_k", "lookback_days", "epochs", "embedding_dim", "batch_size", "publish_shards"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name in ("max_reject_rate", "max_unknown_item_rate"):

@@ -108,11 +108,39 @@ def republish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     return outcome
 
 
+def _chosen(store: Store, dt: str) -> dict[str, str]:
+    """The model the gate (or republish) chose for ``dt``."""
+    return store.get_json(DECISION.format(dt=dt))["publish"]
+
+
 @stage
 def publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
-    """Publish with the model the gate chose for this date."""
-    ref = store.get_json(DECISION.format(dt=dt))["publish"]
-    return _publish.publish(store, dt, params, ref)
+    """Publish with the model the gate chose for this date (every shard, then the commit)."""
+    return _publish.publish(store, dt, params, _chosen(store, dt))
+
+
+@stage
+def publish_shard(store: Store, dt: str, params: RunParams, shard: int) -> dict[str, Any]:
+    """Stage one shard of this date's table (a mapped task in the DAG)."""
+    return _publish.publish_shard(store, dt, params, _chosen(store, dt), shard)
+
+
+@stage
+def commit_publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """Commit the staged shards as ``recommendations/dt=D``."""
+    return _publish.commit(store, dt, params, _chosen(store, dt))
+
+
+def rejection(store: Store, dt: str) -> str | None:
+    """Why this date's candidate was rejected (None if it passed or was not trained)."""
+    decision = store.get_json(DECISION.format(dt=dt))
+    if decision["passed"] is not False:
+        return None
+    ref = decision["publish"]
+    return (f"The candidate for {dt} was rejected by the gate: {'; '.join(decision['reasons'])}. "
+            f"recommendations/dt={dt} was published with {ref['name']} {ref['version']} instead. "
+            f"Read s3://{store.bucket}/reports/evaluation/dt={dt}/index.html; to ship a candidate anyway, "
+            "re-run with looser gate params (min_lift_over_popularity, max_drop_vs_champion).")
 
 
 def run(store: Store, dt: str, params: RunParams) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 Every user active in the window up to D gets K items: from the chosen model when it can
 personalise for them (strategy ``personalized``), from popularity otherwise (``fallback``).
 Unavailable items are never recommended; past purchases are excluded when
-``exclude_purchased``. The partition commits atomically (see ``recpipe.storage``), then
-``recommendations/_latest`` names the newest committed date.
+``exclude_purchased``. Users are split into ``publish_shards`` shards by ``user_idx``
+(the DAG scores them as parallel mapped tasks); each shard is staged under
+``recommendations/_shards/``, then one commit copies them into the partition atomically
+(see ``recpipe.storage``) and ``recommendations/_latest`` names the newest committed date.
 
 Columns: user_id, item_id, rank, score, model_name, model_version, strategy, generated_at
 (the end of day D, from when the table is meant to serve).
@@ -15,26 +17,98 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from recpipe import gate, scoring
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
-from recpipe.errors import DataError
+from recpipe.errors import ConfigError, DataError, PartitionNotFound
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)
 
 LATEST = "recommendations/_latest"
+STAGING = "recommendations/_shards"  # shards wait here until the commit
 
 
 def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
-    """Score, assemble and commit ``recommendations/dt=D`` with the model ``ref`` names."""
+    """Score, assemble and commit ``recommendations/dt=D`` with the model ``ref`` names.
+
+    The one-process path (CLI, tests): every shard in turn, then the commit. The DAG runs
+    the shards as parallel mapped tasks and then :func:`commit`.
+    """
+    for shard in range(params.publish_shards):
+        publish_shard(store, dt, params, ref, shard)
+    return commit(store, dt, params, ref)
+
+
+def shard_prefix(dt: str, shard: int, shards: int) -> str:
+    """Where shard ``shard`` of ``shards`` is staged before the commit."""
+    return f"{STAGING}/dt={dt}/{shard:03d}-of-{shards:03d}"
+
+
+def publish_shard(store: Store, dt: str, params: RunParams, ref: dict[str, str], shard: int) -> dict[str, Any]:
+    """Score the users with ``user_idx % publish_shards == shard``; commit them as one staged shard.
+
+    Memory is bounded by the shard: users are scored in batches (``scoring.top_k``) and
+    only this shard's rows are held. A re-run overwrites the shard.
+    """
+    shards = params.publish_shards
+    if not 0 <= shard < shards:
+        raise ConfigError(f"shard {shard} is outside 0..{shards - 1} (publish_shards={shards}).")
+    prefix = partition("features", dt)
+    users = store.read_table(prefix, "users", columns=["user_idx", "user_id", "has_history"])
+    users = users.filter(pa.array(users["user_idx"].to_numpy() % shards == shard))
+    table, personal = _recommend(store, dt, params, ref, users)
+    out = shard_prefix(dt, shard, shards)
+    store.write_partition(out, {"part": table}, {"inputs": _inputs(store, dt, params, ref),
+                                                 "users": users.num_rows, "personalized_users": personal})
+    log.info("shard %d/%d of %s: %d rows for %d users (%d personalized)", shard + 1, shards, dt,
+             table.num_rows, users.num_rows, personal)
+    return {"dt": dt, "shard": shard, "prefix": out, "rows": table.num_rows, "users": users.num_rows}
+
+
+def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
+    """Assemble the staged shards into ``recommendations/dt=D`` (one atomic commit), move ``_latest``.
+
+    Every shard must have been staged for exactly these inputs (model, params, features
+    commit); a missing or stale shard is refused, naming the shard to re-run.
+    """
+    shards, expected = params.publish_shards, _inputs(store, dt, params, ref)
+    sources, rows, users, personal = {}, 0, 0, 0
+    for shard in range(shards):
+        staged = shard_prefix(dt, shard, shards)
+        manifest = store.manifest(staged)
+        if manifest is None or manifest["meta"]["inputs"] != expected:
+            state = "missing" if manifest is None else "stale (staged for other inputs)"
+            raise PartitionNotFound(f"s3://{store.bucket}/{staged} is {state}: re-run publish for "
+                                    f"shard {shard} of {shards} on {dt}, then commit again.")
+        sources[f"part-{shard:03d}.parquet"] = manifest["files"]["part.parquet"]
+        rows += manifest["meta"]["rows"]["part"]
+        users += manifest["meta"]["users"]
+        personal += manifest["meta"]["personalized_users"]
+    out = partition("recommendations", dt)
+    store.commit_copies(out, sources, {"dt": dt, "model": ref, "top_k": params.top_k, "shards": shards, "rows": rows})
+    _advance_latest(store, dt)
+    store.delete_keys(store.list_keys(f"{STAGING}/dt={dt}/"))
+    log.info("published s3://%s/%s: %d rows for %d users (%d personalized) in %d shard(s)", store.bucket, out,
+             rows, users, personal, shards)
+    return {"dt": dt, "prefix": out, "rows": rows, "users": users, "personalized_users": personal,
+            "shards": shards, "model": ref}
+
+
+def _inputs(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
+    """What a shard's rows depend on; the commit only joins shards staged for the same."""
+    return {"model": ref, "top_k": params.top_k, "exclude_purchased": params.exclude_purchased,
+            "features_run": store.manifest(partition("features", dt))["run_id"]}
+
+
+def _recommend(store: Store, dt: str, params: RunParams, ref: dict[str, str],
+               users: pa.Table) -> tuple[pa.Table, int]:
+    """The published rows for ``users`` (user_idx, user_id, has_history); and how many were personalised."""
     prefix = partition("features", dt)
     n_items = store.manifest(prefix)["meta"]["n_items"]
-    users = store.read_table(prefix, "users", columns=["user_idx", "user_id", "has_history"])
     items = store.read_table(prefix, "items", columns=["item_id", "available"])
     blocked = ~items["available"].to_numpy(zero_copy_only=False)
     exclude = gate.exclusions(store, dt, before_day=False) if params.exclude_purchased else None
@@ -52,7 +126,6 @@ def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> di
         parts.append(recs.append_column("model_name", pa.array([r["name"]] * n, pa.string()))
                      .append_column("model_version", pa.array([r["version"]] * n, pa.string()))
                      .append_column("strategy", pa.array([strategy] * n, pa.string())))
-        log.info("%s: %d users from %s %s", strategy, len(who), r["name"], r["version"])
     recs = pa.concat_tables(parts).sort_by([("user_idx", "ascending"), ("rank", "ascending")])
     pos = pc.index_in(recs["user_idx"], value_set=users["user_idx"])
     as_of = day_bounds(dt)[1]  # valid from the end of day D; fixed, so a re-run writes identical bytes
@@ -66,14 +139,7 @@ def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> di
         "strategy": recs["strategy"],
         "generated_at": pa.array([as_of] * recs.num_rows, pa.timestamp("s", tz="UTC")),
     })
-    out = partition("recommendations", dt)
-    store.write_partition(out, {"part": table}, {"dt": dt, "model": ref, "top_k": params.top_k})
-    _advance_latest(store, dt)
-    summary = {"dt": dt, "prefix": out, "rows": table.num_rows, "users": len(user_idx),
-               "personalized_users": int(personal.sum()), "model": ref}
-    log.info("published s3://%s/%s: %d rows for %d users (%d personalized)", store.bucket, out,
-             table.num_rows, len(user_idx), summary["personalized_users"])
-    return summary
+    return table, int(personal.sum())
 
 
 def _advance_latest(store: Store, dt: str) -> None:
@@ -89,7 +155,12 @@ def _advance_latest(store: Store, dt: str) -> None:
 def read(store: Store, dt: str | None = None) -> pa.Table:
     """The committed recommendations of ``dt`` (default: the latest)."""
     dt = dt or store.get_json(LATEST)["dt"]
-    return store.read_table(partition("recommendations", dt), "part")
+    prefix = partition("recommendations", dt)
+    manifest = store.manifest(prefix)
+    if manifest is None:
+        raise PartitionNotFound(f"s3://{store.bucket}/{prefix} was never published: run publish for {dt}.")
+    names = sorted(manifest["files"])  # part-000.parquet, part-001.parquet, … (one per shard)
+    return pa.concat_tables([store.read_table(prefix, name.removesuffix(".parquet")) for name in names])
 
 
 COLUMNS = ("user_id", "item_id", "rank", "score", "model_name", "model_version", "strategy", "generated_at")

@@ -6,8 +6,8 @@ id, then ``_manifest.json`` (one PUT, atomic on S3) names the files of that run 
 sizes and SHA-256 checksums. Readers go through the manifest, so they see either the old
 commit or the new one, never a mix; after the commit, files of older runs are deleted.
 
-    store.write_partition("recommendations/dt=2024-01-10", {"part": table})
-    table = store.read_table("recommendations/dt=2024-01-10", "part")
+    store.write_partition("features/dt=2024-01-10", {"items": table})
+    table = store.read_table("features/dt=2024-01-10", "items")
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ SUCCESS = "_SUCCESS"
 def partition(dataset: str, dt: str) -> str:
     """The prefix of one date's partition: ``partition("clean/events", "2024-01-10")``."""
     return f"{dataset}/dt={dt}"
+
+
+def _versioned(prefix: str, name: str, run_id: str) -> str:
+    """``prefix/<stem>-<run id><suffix>``: every run writes fresh keys, never over a committed file."""
+    stem, dot, suffix = name.partition(".")
+    return f"{prefix}/{stem}-{run_id}{dot}{suffix}"
 
 
 def table_to_parquet(table: pa.Table) -> bytes:
@@ -175,14 +181,33 @@ class Store:
         Names may carry a suffix (``model.keras``); each is stored as
         ``<stem>-<run id><suffix>``. Returns the manifest that was committed.
         """
-        run_id = uuid.uuid4().hex[:12]
-        started = time.monotonic()
+        run_id, started = uuid.uuid4().hex[:12], time.monotonic()
         entries = {}
         for name, data in files.items():
-            stem, dot, suffix = name.partition(".")
-            key = f"{prefix}/{stem}-{run_id}{dot}{suffix}"
+            key = _versioned(prefix, name, run_id)
             self.put_bytes(key, data)
             entries[name] = {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return self._commit(prefix, run_id, entries, meta, started)
+
+    def commit_copies(
+        self, prefix: str, sources: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Commit files of other committed partitions under ``prefix``, copied server-side.
+
+        ``sources``: name → that file's manifest entry (key, bytes, sha256). Assembles
+        partitions written in pieces (publish shards) without downloading them.
+        """
+        run_id, started = uuid.uuid4().hex[:12], time.monotonic()
+        entries = {}
+        for name, src in sources.items():
+            key = _versioned(prefix, name, run_id)
+            self._call("copy", self.s3.copy_object, Key=key, CopySource={"Bucket": self.bucket, "Key": src["key"]})
+            entries[name] = {"key": key, "bytes": src["bytes"], "sha256": src["sha256"]}
+        return self._commit(prefix, run_id, entries, meta, started)
+
+    def _commit(self, prefix: str, run_id: str, entries: dict[str, Any], meta: Mapping[str, Any] | None,
+                started: float) -> dict[str, Any]:
+        """Write the manifest naming ``entries`` (the commit point), then drop older runs' files."""
         manifest = {
             "run_id": run_id,
             "committed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -56,9 +56,29 @@ def fail_fast_on_bad_data() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def run_stage(name: str, ds: str, params: Mapping[str, Any]) -> Any:
-    """``recpipe.pipeline.<name>(store, ds, RunParams)`` with data errors failing fast."""
+def run_stage(name: str, ds: str, params: Mapping[str, Any], **kwargs: Any) -> Any:
+    """``recpipe.pipeline.<name>(store, ds, RunParams, **kwargs)`` with data errors failing fast."""
     from recpipe import pipeline
 
     with fail_fast_on_bad_data():
-        return getattr(pipeline, name)(store(), ds, run_params(params))
+        return getattr(pipeline, name)(store(), ds, run_params(params), **kwargs)
+
+
+def flag_rejection(ds: str, fail: bool) -> str | None:
+    """Make a rejected candidate visible: fail the run (no retry) or log a warning.
+
+    Airflow 3 gives tasks no way to write the DAG run's note, so a failed leaf task (after
+    the champion's table is committed) is the mark a person sees in the grid and alerts on.
+    """
+    import logging
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recpipe import pipeline
+
+    why = pipeline.rejection(store(), ds)
+    if why and fail:
+        raise AirflowFailException(why)
+    if why:
+        logging.getLogger("recpipe").warning(why)
+    return why

@@ -38,8 +38,10 @@ def seeded(s3_connection):
 def test_daily_run_publishes_a_table_for_every_active_user(airflow_db, seeded):
     store, dt = seeded
     run = _dag().test(logical_date=datetime.fromisoformat(dt).replace(tzinfo=timezone.utc),
-                      run_conf={"top_k": 5, "epochs": 3})
+                      run_conf={"top_k": 5, "epochs": 3, "publish_shards": 2})
     assert run.state == "success"
+    shards = [ti for ti in run.get_task_instances() if ti.task_id == "publish_shard"]
+    assert sorted(ti.map_index for ti in shards) == [0, 1] and {ti.state for ti in shards} == {"success"}
     table = publish.read(store, dt)
     assert store.get_json("recommendations/_latest")["dt"] == dt
     assert set(table.column_names) >= {"user_id", "item_id", "rank", "score", "model_version"}
@@ -87,7 +89,10 @@ def test_a_rejected_candidate_publishes_the_champion_and_the_consumer_checks_it(
     # the next day, a gate no model can pass (NDCG 10x popularity's) forces a rejection
     run = dag.test(logical_date=datetime.fromisoformat(day5).replace(tzinfo=timezone.utc),
                    run_conf={"epochs": 2, "min_lift_over_popularity": 9.0})
-    assert run.state == "success"
+    assert run.state == "failed"  # marked for a person: the candidate lost …
+    flag = run.get_task_instance("flag_rejection")
+    assert flag.state == "failed" and flag.try_number == 1  # … and that is not retried
+    assert run.get_task_instance("publish").state == "success"  # … yet the champion's table is out
     assert run.get_task_instance("keep_champion").state == "success"
     assert run.get_task_instance("promote_candidate").state == "skipped"
     assert store.get_json("models/mf/champion.json") == champion  # unchanged

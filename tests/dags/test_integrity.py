@@ -44,12 +44,14 @@ def test_daily_dag_shape():
     sys.path.insert(0, str(ROOT / "plugins"))
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(ROOT / "dags" / "recommendations_daily.py")).get_dag("recommendations_daily")
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "recommendations_daily.py")).dags["recommendations_daily"]  # no DB needed
     chain = ["wait_for_events", "validate_events", "build_features", "choose_path", "train_candidate", "evaluate", "gate"]
     for up, down in zip(chain, chain[1:]):
         assert down in dag.get_task(up).downstream_task_ids, (up, down)
     assert dag.get_task("gate").downstream_task_ids == {"promote_candidate", "keep_champion"}
-    assert dag.get_task("publish").upstream_task_ids == {"promote_candidate", "keep_champion", "republish_champion"}
+    assert dag.get_task("plan_shards").upstream_task_ids == {"promote_candidate", "keep_champion", "republish_champion"}
+    assert dag.get_task("publish").upstream_task_ids == {"publish_shard"}  # the commit waits for every shard
+    assert dag.get_task("flag_rejection").upstream_task_ids == {"publish"}  # a rejection shows after publishing
     assert dag.get_task("choose_path").downstream_task_ids == {"train_candidate", "republish_champion"}
     assert dag.get_task("train_candidate").pool == "gpu"
     assert dag.max_active_runs == 3 and not dag.catchup

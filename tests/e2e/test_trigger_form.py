@@ -100,6 +100,7 @@ def test_no_secret_reaches_task_logs_or_xcom(live_stack):
             entries = api._call("GET", f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}/taskInstances/"
                                        f"{ti['task_id']}/xcomEntries")["xcom_entries"]
             values += [str(api._call("GET", f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}/taskInstances/"
-                                           f"{ti['task_id']}/xcomEntries/{e['key']}").get("value")) for e in entries]
+                                           f"{ti['task_id']}/xcomEntries/{e['key']}?map_index={e['map_index']}")
+                           .get("value")) for e in entries]
     assert any("recommendations/dt=" in v for v in values)  # publish's summary is there to check
     assert not any(s in v for s in secrets for v in values)
