@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from recpipe import contracts, landing
 from recpipe.contracts import day_bounds
-from recpipe.errors import PartitionNotFound, StorageError
+from recpipe.errors import ConcurrentUpdate, PartitionNotFound, StorageError
 from recpipe.storage import Store, partition, table_to_parquet
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,11 @@ def save_vocab(store: Store, vocab: Vocab, attempts: int = 5) -> Vocab:
             vocab = fresh
             continue
         before = len(vocab)
-        manifest = store.write_partition(vocab.prefix, {"ids": vocab.table()}, {"n": len(vocab)})
+        try:  # commits only if nobody committed since we loaded it
+            manifest = store.write_partition(vocab.prefix, {"ids": vocab.table()}, {"n": len(vocab)},
+                                             replaces=vocab.run_id)
+        except ConcurrentUpdate:
+            continue  # the next attempt sees the other run's commit and replays onto it
         vocab.run_id, vocab.pending = manifest["run_id"], []
         log.info("vocab/%s: %d ids committed", vocab.name, before)
         return vocab

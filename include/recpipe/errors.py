@@ -35,3 +35,11 @@ class CorruptObjectError(DataError):
 
 class StorageError(RecpipeError):
     """The object store failed or is unreachable; transient, worth a retry."""
+
+
+class ConcurrentUpdate(StorageError):
+    """Another writer changed an object between our read and our conditional write; retry."""
+
+
+class UpstreamNotReady(RecpipeError):
+    """An earlier date this stage depends on is still being processed; transient, retried."""

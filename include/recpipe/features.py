@@ -44,7 +44,7 @@ from recpipe.aggregates import (DAY_US, INT64_MIN, POPULARITY_HALF_LIFE_DAYS, TY
                                 _starts, _ts, _ts_array, load_vocab, save_vocab)
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
-from recpipe.errors import PartitionNotFound
+from recpipe.errors import PartitionNotFound, UpstreamNotReady
 from recpipe.storage import Store, partition
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,16 @@ def read_clean_window(store: Store, dt: str, lookback_days: int) -> pa.Table:
     return pa.concat_tables(parts)
 
 
+def _awaits_validation(store: Store, dt: str) -> bool:
+    """Raw events landed for ``dt`` but its quality gate has neither committed nor rejected them."""
+    if not landing.is_ready(store, "events", dt):
+        return False
+    try:
+        return store.get_json(f"reports/quality/dt={dt}/result.json")["summary"]["passed"]
+    except FileNotFoundError:
+        return True
+
+
 def build_features(store: Store, dt: str, params: RunParams, *, sequence_length: int = SEQUENCE_LENGTH,
                    rebuild: bool = False) -> FeatureResult:
     """Build and commit ``features/dt=D``; ``rebuild`` recomputes every daily aggregate of the window."""
@@ -107,6 +117,12 @@ def build_features(store: Store, dt: str, params: RunParams, *, sequence_length:
     span = max(lookback, max(FEATURE_WINDOWS) - 1)
     wanted = window_dates(dt, span)
     missing = [d for d in wanted[-lookback - 1:] if d not in committed]
+    pending = [d for d in missing if _awaits_validation(store, d)]
+    if pending:  # building now would miss them (and order the vocabularies wrongly)
+        raise UpstreamNotReady(
+            f"features for {dt} need the earlier days {', '.join(pending[:3])}{'…' if len(pending) > 3 else ''} "
+            "validated first: they have raw events but no clean/events yet. The task retries; to do it by "
+            f"hand run `recpipe validate --date {pending[0]}`.")
     if missing:
         log.info("window %s..%s: %d days have no clean events (%s..)", wanted[-lookback - 1], dt, len(missing),
                  missing[0])

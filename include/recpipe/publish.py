@@ -143,13 +143,8 @@ def _recommend(store: Store, dt: str, params: RunParams, ref: dict[str, str],
 
 
 def _advance_latest(store: Store, dt: str) -> None:
-    """Point ``_latest`` at ``dt`` unless a newer date is already published."""
-    try:
-        current = store.get_json(LATEST)["dt"]
-    except FileNotFoundError:
-        current = ""
-    if dt >= current:
-        store.put_json(LATEST, {"dt": dt, "prefix": partition("recommendations", dt)})
+    """Point ``_latest`` at ``dt`` unless a newer date is already published (compare-and-swap)."""
+    store.advance_pointer(LATEST, {"dt": dt, "prefix": partition("recommendations", dt)})
 
 
 def read(store: Store, dt: str | None = None) -> pa.Table:

@@ -2,7 +2,8 @@
 
 An artifact is one committed partition (see ``recpipe.storage``): the model's own files,
 the vocabularies it was trained with, and ``metadata.json``. ``models/<name>/champion.json``
-names the version that serves; replacing it is a single PUT, so it flips atomically.
+names the version that serves; it is replaced by one conditional PUT (compare-and-swap),
+so it flips atomically and concurrent promotions cannot move it backwards in time.
 
 Every promotion is also recorded per date (``models/<name>/champions/dt=D.json``), so a
 backfill of an old date judges and publishes against the champion *of that date*, and
@@ -85,13 +86,8 @@ def promote(store: Store, ref: dict[str, str], dt: str, reason: str) -> None:
     pointer = {**ref, "dt": dt, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "reason": reason}
     store.put_json(f"models/{ref['name']}/champions/dt={dt}.json", pointer)
-    try:
-        current = store.get_json(f"models/{ref['name']}/champion.json").get("dt", "")
-    except FileNotFoundError:
-        current = ""
-    if dt >= current:
-        store.put_json(f"models/{ref['name']}/champion.json", pointer)
+    if store.advance_pointer(f"models/{ref['name']}/champion.json", pointer):  # compare-and-swap
         log.info("champion of %s is now %s (%s)", ref["name"], ref["version"], reason)
     else:
-        log.info("%s recorded as %s's champion for %s; the champion promoted for %s keeps serving",
-                 ref["version"], ref["name"], dt, current)
+        log.info("%s recorded as %s's champion for %s; a champion promoted for a later date keeps serving",
+                 ref["version"], ref["name"], dt)

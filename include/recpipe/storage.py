@@ -4,7 +4,9 @@ A *partition* is a key prefix such as ``features/dt=2024-01-10``. Writers never 
 half-written partition visible: every file is uploaded under a name carrying a fresh run
 id, then ``_manifest.json`` (one PUT, atomic on S3) names the files of that run with their
 sizes and SHA-256 checksums. Readers go through the manifest, so they see either the old
-commit or the new one, never a mix; after the commit, files of older runs are deleted.
+commit or the new one, never a mix; after the commit, the files of the replaced commit are
+deleted, and files of writers that died before committing once they are an hour old.
+Shared state (vocabularies, pointers) is written with conditional PUTs (compare-and-swap).
 
     store.write_partition("features/dt=2024-01-10", {"items": table})
     table = store.read_table("features/dt=2024-01-10", "items")
@@ -27,11 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recpipe.config import StoreConfig
-from recpipe.errors import CorruptObjectError, PartitionNotFound, StorageError
+from recpipe.errors import ConcurrentUpdate, CorruptObjectError, PartitionNotFound, StorageError
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
+ANY = object()  # write_files(replaces=ANY): commit whatever is committed now
 SUCCESS = "_SUCCESS"
 
 
@@ -55,6 +58,10 @@ def table_to_parquet(table: pa.Table) -> bytes:
 
 class Store:
     """One bucket of an S3-compatible store (SeaweedFS, MinIO, AWS S3)."""
+
+    #: files of a partition that no manifest names are deleted once this old (seconds):
+    #: leftovers of a writer killed before its commit
+    orphan_after_s = 3600.0
 
     def __init__(self, config: StoreConfig):
         self.config = config
@@ -115,6 +122,9 @@ class Store:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(f"s3://{self.bucket}/{kwargs.get('Key', '')}") from exc
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise ConcurrentUpdate(f"s3://{self.bucket}/{kwargs.get('Key', '')} was changed by another "
+                                       "writer meanwhile; retry.") from exc
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
                 raise StorageError(
                     f"{what} on s3://{self.bucket} was refused ({code}): check "
@@ -148,6 +158,41 @@ class Store:
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
+    def get_json_versioned(self, key: str) -> tuple[Any, str | None]:
+        """(object, ETag) of a JSON object; (None, None) when it does not exist."""
+        try:
+            resp = self._call("get", self.s3.get_object, Key=key)
+        except FileNotFoundError:
+            return None, None
+        return json.loads(resp["Body"].read()), resp["ETag"]
+
+    def put_json_if(self, key: str, obj: Any, etag: str | None) -> None:
+        """PUT ``obj`` only if ``key`` is still version ``etag`` (None: only if absent).
+
+        A conditional write (S3 ``If-Match``/``If-None-Match``): raises
+        :class:`ConcurrentUpdate` when another writer got there first.
+        """
+        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+        self._call("put", self.s3.put_object, Key=key, Body=body, **cond)
+
+    def advance_pointer(self, key: str, obj: dict[str, Any], attempts: int = 20) -> bool:
+        """Point ``key`` at ``obj`` unless it already names a later ``obj["dt"]``.
+
+        Compare-and-swap, so concurrent runs (a backfill beside the daily run) can never
+        move a pointer backwards. Returns whether ``key`` now holds ``obj``.
+        """
+        for _ in range(attempts):
+            current, etag = self.get_json_versioned(key)
+            if current is not None and current.get("dt", "") > obj["dt"]:
+                return False
+            try:
+                self.put_json_if(key, obj, etag)
+                return True
+            except ConcurrentUpdate:
+                log.info("s3://%s/%s changed meanwhile; re-reading it", self.bucket, key)
+        raise ConcurrentUpdate(f"s3://{self.bucket}/{key} kept changing ({attempts} attempts); retry the task.")
+
     def exists(self, key: str) -> bool:
         try:
             self._call("head", self.s3.head_object, Key=key)
@@ -157,13 +202,17 @@ class Store:
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (all pages), sorted."""
-        keys: list[str] = []
+        return sorted(obj["Key"] for obj in self._list(prefix))
+
+    def _list(self, prefix: str) -> list[dict[str, Any]]:
+        """Every object under ``prefix`` (all pages): boto3's dicts with Key, Size, LastModified."""
+        objects: list[dict[str, Any]] = []
         token: dict[str, str] = {}
         while True:
             page = self._call("list", self.s3.list_objects_v2, Prefix=prefix, **token)
-            keys += [obj["Key"] for obj in page.get("Contents", [])]
+            objects += page.get("Contents", [])
             if not page.get("IsTruncated"):
-                return sorted(keys)
+                return objects
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def delete_keys(self, keys: list[str]) -> None:
@@ -174,12 +223,15 @@ class Store:
     # -- committed partitions -----------------------------------------------------------
 
     def write_files(
-        self, prefix: str, files: Mapping[str, bytes], meta: Mapping[str, Any] | None = None
+        self, prefix: str, files: Mapping[str, bytes], meta: Mapping[str, Any] | None = None,
+        replaces: str | None | object = ANY,
     ) -> dict[str, Any]:
         """Upload ``files`` (name → bytes) under ``prefix`` and commit them atomically.
 
         Names may carry a suffix (``model.keras``); each is stored as
         ``<stem>-<run id><suffix>``. Returns the manifest that was committed.
+        ``replaces``: commit only if the committed run is still this run id (None: only if
+        nothing is committed), else :class:`ConcurrentUpdate`; default: commit regardless.
         """
         run_id, started = uuid.uuid4().hex[:12], time.monotonic()
         entries = {}
@@ -187,7 +239,7 @@ class Store:
             key = _versioned(prefix, name, run_id)
             self.put_bytes(key, data)
             entries[name] = {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        return self._commit(prefix, run_id, entries, meta, started)
+        return self._commit(prefix, run_id, entries, meta, started, replaces)
 
     def commit_copies(
         self, prefix: str, sources: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any] | None = None
@@ -206,7 +258,7 @@ class Store:
         return self._commit(prefix, run_id, entries, meta, started)
 
     def _commit(self, prefix: str, run_id: str, entries: dict[str, Any], meta: Mapping[str, Any] | None,
-                started: float) -> dict[str, Any]:
+                started: float, replaces: str | None | object = ANY) -> dict[str, Any]:
         """Write the manifest naming ``entries`` (the commit point), then drop older runs' files."""
         manifest = {
             "run_id": run_id,
@@ -214,22 +266,43 @@ class Store:
             "files": entries,
             "meta": dict(meta or {}),
         }
-        self.put_json(f"{prefix}/{MANIFEST}", manifest)  # the commit point
-        keep = {e["key"] for e in entries.values()} | {f"{prefix}/{MANIFEST}"}
-        stale = [k for k in self.list_keys(prefix + "/") if k not in keep and "/" not in k[len(prefix) + 1 :]]
-        self.delete_keys(stale)
+        key = f"{prefix}/{MANIFEST}"
+        previous, etag = self.get_json_versioned(key)
+        if replaces is not ANY and (previous or {}).get("run_id") != replaces:
+            self.delete_keys([e["key"] for e in entries.values()])
+            raise ConcurrentUpdate(f"s3://{self.bucket}/{prefix} was committed by another run meanwhile; retry.")
+        if replaces is ANY:
+            self.put_json(key, manifest)  # the commit point
+        else:
+            self.put_json_if(key, manifest, etag)  # the commit point, unless another writer beat us
+        self._drop_superseded(prefix, previous, manifest)
         total = sum(e["bytes"] for e in entries.values())
         log.info("committed s3://%s/%s: %d files, %.1f MiB in %.1fs", self.bucket, prefix,
                  len(entries), total / 2**20, time.monotonic() - started)
         return manifest
 
+    def _drop_superseded(self, prefix: str, previous: dict[str, Any] | None, current: dict[str, Any]) -> None:
+        """Delete the files of the manifest we replaced, and orphans older than ``orphan_after_s``.
+
+        Orphans are files of runs that died before their commit (invisible to readers).
+        Young unnamed files may belong to a writer still uploading, so they are left alone.
+        """
+        keep = {e["key"] for e in current["files"].values()} | {f"{prefix}/{MANIFEST}"}
+        superseded = {e["key"] for e in (previous or {}).get("files", {}).values()} - keep
+        cutoff = datetime.now(timezone.utc).timestamp() - self.orphan_after_s
+        orphans = {o["Key"] for o in self._list(prefix + "/")
+                   if "/" not in o["Key"][len(prefix) + 1:] and o["Key"] not in keep
+                   and o["LastModified"].timestamp() < cutoff}
+        self.delete_keys(sorted(superseded | orphans))
+
     def write_partition(
-        self, prefix: str, tables: Mapping[str, pa.Table], meta: Mapping[str, Any] | None = None
+        self, prefix: str, tables: Mapping[str, pa.Table], meta: Mapping[str, Any] | None = None,
+        replaces: str | None | object = ANY,
     ) -> dict[str, Any]:
-        """Commit Arrow tables as ``<name>.parquet`` files of one partition."""
+        """Commit Arrow tables as ``<name>.parquet`` files of one partition (see ``write_files``)."""
         rows = {name: t.num_rows for name, t in tables.items()}
         files = {f"{name}.parquet": table_to_parquet(t) for name, t in tables.items()}
-        return self.write_files(prefix, files, {**(meta or {}), "rows": rows})
+        return self.write_files(prefix, files, {**(meta or {}), "rows": rows}, replaces)
 
     def manifest(self, prefix: str) -> dict[str, Any] | None:
         """The committed manifest of a partition, or None if it was never committed."""

@@ -111,3 +111,22 @@ def test_corrupt_features_and_models_are_reported_then_rebuilt(shop):
     with pytest.raises(CorruptObjectError, match=ref["prefix"]):
         registry.load(store, ref)
     assert registry.load(store, pipeline.train(store, day3, params)).score(np.arange(3), 5).shape == (3, 5)
+
+
+def test_a_champion_older_than_some_users_is_judged_with_the_fallback_for_them(store):
+    """Day 3's candidate was rejected, so day 4 still compares against day 2's champion,
+    which has never seen the users who arrived on day 3."""
+    d1, d2, d3, d4 = pipeline.seed(store, SPEC)
+    params = RunParams(model="mf", epochs=1)
+    for dt in (d1, d2, d3, d4):
+        pipeline.validate(store, dt, params)
+    pipeline.features(store, d2, params)
+    registry.promote(store, pipeline.train(store, d2, params), d2, "test")
+    pipeline.features(store, d4, params)
+    pipeline.train(store, d4, params)
+    decision = pipeline.evaluate(store, d4, params)
+    old = registry.load(store, registry.champion(store, "mf"))
+    holdout = store.read_table(f"features/dt={d4}", "holdout")["user_idx"].to_numpy()
+    assert not old.knows(holdout).all()  # the case this test is about
+    assert decision["champion"]["version"].startswith(d2)
+    assert 0 < decision["metrics"]["champion"]["ndcg@10"] <= 1

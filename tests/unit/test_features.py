@@ -12,6 +12,8 @@ import pytest
 
 from recpipe import aggregates, contracts
 from recpipe.aggregates import Vocab, compute_daily, load_vocab, save_vocab
+from recpipe.errors import ConcurrentUpdate
+from recpipe.storage import ANY
 
 DT = "2024-05-02"
 START_US = int(datetime(2024, 5, 2, tzinfo=timezone.utc).timestamp() * 1_000_000)
@@ -115,7 +117,9 @@ class _MemoryStore:
     def read_table(self, prefix, name, columns=None):
         return self.parts[prefix][1][name]
 
-    def write_partition(self, prefix, tables, meta=None):
+    def write_partition(self, prefix, tables, meta=None, replaces=ANY):
+        if replaces is not ANY and (self.manifest(prefix) or {}).get("run_id") != replaces:
+            raise ConcurrentUpdate(prefix)  # as the real Store's conditional commit
         manifest = {"run_id": uuid.uuid4().hex[:12], "meta": dict(meta or {})}
         self.parts[prefix] = (manifest, dict(tables))
         return manifest

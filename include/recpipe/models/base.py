@@ -106,6 +106,15 @@ class Recommender(ABC):
         """Inverse of :meth:`save`; scores identically."""
 
 
+def summarize(history: Any, monitor: str = "val_loss") -> dict[str, Any]:
+    """A Keras ``History`` as fit's summary: epochs run, the best epoch (by ``monitor``,
+    the one EarlyStopping restored), every metric at that epoch, and the per-epoch history."""
+    hist = {k: [float(x) for x in v] for k, v in history.history.items()}
+    best = int(np.argmin(hist[monitor]))
+    return {"epochs": len(hist["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist.items()},
+            "history": hist}
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """σ, elementwise, float32 (the ``link`` of models scoring σ(logit))."""
     with np.errstate(over="ignore"):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from recpipe.config import RunParams
-from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items, sigmoid
+from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items, sigmoid, summarize
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,7 @@ class MatrixFactorization(Recommender):
             ],
         )
         self._cached = None  # weights changed: re-read on next use
-        hist = {k: [float(x) for x in v] for k, v in history.history.items()}
-        best = int(np.argmin(hist["val_loss"]))
-        return {"epochs": len(hist["loss"]), "best_epoch": best + 1,
-                **{k: v[best] for k, v in hist.items()}, "history": hist}
+        return summarize(history)
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """U (n_users, dim), V (n_items, dim), b (n_items,) float32, read from Keras once."""

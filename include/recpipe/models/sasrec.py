@@ -23,7 +23,7 @@ import numpy as np
 
 from recpipe.config import RunParams
 from recpipe.errors import DataError
-from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items
+from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items, summarize
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,7 @@ class SASRec(Recommender):
                        EpochLogger(params.epochs)],
         )
         self.sequences, self._encoder = pad_left(hists, L), None
-        hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-        best = int(np.argmin(hist[monitor]))
-        return {"epochs": len(hist["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist.items()},
-                "history": hist}
+        return summarize(history, monitor)
 
     def with_history(self, data: TrainingData) -> "SASRec":
         """The same network, scoring from the histories in ``data`` (e.g. newer interactions)."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from recpipe.config import RunParams
 from recpipe.models.base import (FEATURE_BUCKETS, ITEM_FEATURES, Recommender, TrainingData, grow_weights,
-                                 pad_items, sigmoid)
+                                 pad_items, sigmoid, summarize)
 from recpipe.models.sasrec import histories, pad_left
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,7 @@ class TwoTower(Recommender):
             callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
                        EpochLogger(params.epochs)],
         )
-        hist_ = {k: [float(x) for x in v] for k, v in history.history.items()}
-        best = int(np.argmin(hist_["val_loss"]))
-        return {"epochs": len(hist_["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist_.items()},
-                "history": hist_}
+        return summarize(history)
 
     def _set_tables(self, data: TrainingData) -> None:
         self.histories = pad_left(histories(data), HISTORY)
