@@ -72,6 +72,8 @@ class _Shop:
         self.related = np.empty((n_i, 4), dtype=np.int64)
         for c in range(n_c):
             members = np.flatnonzero(self.item_cat == c)
+            if len(members) == 0:  # small catalogs can leave a category empty
+                continue
             p = self.item_pop[members] / self.item_pop[members].sum()
             self.related[members] = rng.choice(members, (len(members), 4), p=p)
         self.last_item = np.full(n_u, -1)

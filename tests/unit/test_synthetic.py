@@ -30,3 +30,10 @@ def test_funnel_and_growth():
     # new users and items appear over time
     assert days[-1].users.num_rows > days[0].users.num_rows
     assert days[-1].items.num_rows > days[0].items.num_rows
+
+
+def test_a_catalog_smaller_than_needed_to_fill_every_category_still_generates():
+    spec = ShopSpec(users=40, items=12, categories=15, days=2, seed=1)  # at least 3 categories are empty
+    days = list(generate(spec))
+    assert len(days) == 2 and all(d.events.num_rows > 0 for d in days)
+    assert set(pc.unique(days[0].events["item_id"]).to_pylist()) <= set(days[-1].items["item_id"].to_pylist())

@@ -145,8 +145,8 @@ def grow_weights(new, old) -> list[str]:
     grown = []
     for w in new.weights:
         src = old_weights.get(w.path)
-        if src is None or src.shape[1:] != w.shape[1:] or (len(w.shape) == 0) != (len(src.shape) == 0) \
-                or (w.shape and src.shape[0] > w.shape[0]):
+        same_kind = src is not None and len(src.shape) == len(w.shape) and src.shape[1:] == w.shape[1:]
+        if not same_kind or (w.shape and src.shape[0] > w.shape[0]):  # other layout, or a table shrank
             raise ConfigError(
                 f"cannot warm-start weight {w.path} {tuple(w.shape)} from the champion's "
                 f"{None if src is None else tuple(src.shape)}: the champion was trained with other "
