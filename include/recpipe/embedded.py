@@ -96,7 +96,30 @@ def start_seaweedfs(root: Path, creds: Credentials, base_port: int, log_path: Pa
         proc = subprocess.Popen(weed_command(root / "data", base_port, config), stdout=log, stderr=subprocess.STDOUT,
                                 cwd=root, start_new_session=True)
     wait_http(f"http://127.0.0.1:{base_port + 3}/", proc=proc, what="SeaweedFS S3", log_path=log_path)
+    wait_volumes(base_port, len(list((root / "data").rglob("*.dat"))), log_path)
     return proc
+
+
+def wait_volumes(base_port: int, expected: int, log_path: Path, timeout: float = 60) -> None:
+    """Wait until the master knows ``expected`` volumes (those on disk, after a restart).
+
+    S3 answers a moment before the volume server has re-registered its volumes; until then
+    reads of existing objects fail with InternalError ("volume 1 not found").
+    """
+    deadline = time.monotonic() + timeout
+    known = 0
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{base_port}/dir/status", timeout=2) as resp:
+                topology = json.load(resp)["Topology"]
+            known = sum(node["Volumes"] for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []
+                        for node in rack.get("DataNodes") or [])
+            if known >= expected:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"SeaweedFS registered {known} of its {expected} volumes within {timeout:.0f}s; see {log_path}")
 
 
 def wait_http(url: str, proc: subprocess.Popen | None = None, what: str = "", timeout: float = 120,
