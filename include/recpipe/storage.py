@@ -311,20 +311,33 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def read_file(self, prefix: str, name: str) -> bytes:
-        """One committed file's bytes, checked against the manifest's size and checksum."""
-        manifest = self.manifest(prefix)
-        if manifest is None:
-            raise PartitionNotFound(
-                f"s3://{self.bucket}/{prefix} has no committed data (no {MANIFEST}): "
-                "run the stage that writes it for that date first."
-            )
-        entry = manifest["files"].get(name)
-        if entry is None:
-            raise PartitionNotFound(
-                f"s3://{self.bucket}/{prefix} has no file {name!r}; it has {sorted(manifest['files'])}."
-            )
-        data = self.get_bytes(entry["key"])
+    def read_file(self, prefix: str, name: str, attempts: int = 3) -> bytes:
+        """One committed file's bytes, checked against the manifest's size and checksum.
+
+        A concurrent re-commit may delete the file our manifest named between the two reads:
+        then the new manifest is read and its file fetched instead.
+        """
+        for attempt in range(attempts):
+            manifest = self.manifest(prefix)
+            if manifest is None:
+                raise PartitionNotFound(
+                    f"s3://{self.bucket}/{prefix} has no committed data (no {MANIFEST}): "
+                    "run the stage that writes it for that date first."
+                )
+            entry = manifest["files"].get(name)
+            if entry is None:
+                raise PartitionNotFound(
+                    f"s3://{self.bucket}/{prefix} has no file {name!r}; it has {sorted(manifest['files'])}."
+                )
+            try:
+                data = self.get_bytes(entry["key"])
+                break
+            except FileNotFoundError:
+                if attempt == attempts - 1 or (self.manifest(prefix) or {}).get("run_id") == manifest["run_id"]:
+                    raise CorruptObjectError(
+                        f"s3://{self.bucket}/{entry['key']} is named by its manifest but missing. "
+                        "Re-run the stage that writes it for that date to rebuild it.") from None
+                log.info("s3://%s/%s was re-committed while we read it; reading the new commit", self.bucket, prefix)
         if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise CorruptObjectError(
                 f"s3://{self.bucket}/{entry['key']} does not match its manifest "

@@ -15,6 +15,7 @@ import pytest
 from recpipe import aggregates, pipeline, publish, registry
 from recpipe.config import RunParams
 from recpipe.errors import ConcurrentUpdate, UpstreamNotReady
+from recpipe.storage import Store
 from recpipe.synthetic import ShopSpec
 
 
@@ -110,3 +111,20 @@ def test_runs_for_two_dates_and_a_republish_beside_them_do_not_interfere(store):
     ids = aggregates.load_vocab(store, "users").ids
     assert len(ids) == len(pc.unique(ids))  # concurrent feature builds appended each id once
     assert store.list_keys("recommendations/_shards/") == []
+
+
+def test_a_reader_whose_file_is_deleted_by_a_recommit_reads_the_new_commit(store, monkeypatch):
+    """A training task reads vocab/ while a feature build of another date re-commits it: the
+    re-commit lands (and deletes the old file) between the reader's manifest read and file read."""
+    old, new = pa.table({"id": ["a"]}), pa.table({"id": ["a", "b"]})
+    first = store.write_partition("vocab/users", {"ids": old})
+    real_get = Store.get_bytes
+
+    def get_bytes(self, key):
+        if key == first["files"]["ids.parquet"]["key"] and not self.exists("test/recommitted"):
+            self.put_bytes("test/recommitted", b"")  # once
+            self.write_partition("vocab/users", {"ids": new})  # the other run's commit, deleting `key`
+        return real_get(self, key)
+
+    monkeypatch.setattr(Store, "get_bytes", get_bytes)
+    assert store.read_table("vocab/users", "ids").equals(new)
