@@ -20,7 +20,7 @@ import pytest
 from recpipe import embedded, pipeline, registry, training
 from recpipe.config import RunParams
 from recpipe.errors import StorageError
-from recpipe.storage import Store
+from recpipe.storage import Store, partition
 from recpipe.synthetic import ShopSpec
 
 log = logging.getLogger(__name__)
@@ -78,20 +78,27 @@ def _files(store: Store, prefix: str) -> dict[str, str]:
     return {n: e["sha256"] for n, e in store.manifest(prefix)["files"].items()}
 
 
-STAGES = {  # stage → (the prefix it writes, how to run it again)
-    "features": "features/dt={dt}",
+STAGES = {  # stage → the key prefix its first upload goes to (where a fault is injected)
+    "features": "features/dt={dt}/",
     "train": "models/mf/",
-    "publish": "recommendations/",
+    "publish": "recommendations/_shards/",
 }
+
+
+def _committed(stage: str, dt: str) -> str:
+    """The partition a stage commits for ``dt``."""
+    if stage == "train":
+        return registry.prefix("mf", training.model_version(dt, PARAMS))
+    return partition("features" if stage == "features" else "recommendations", dt)
 
 
 def _output(store: Store, stage: str, dt: str):
     """What a stage produced, in a form that must not change across a fault and its retry."""
+    prefix = _committed(stage, dt)
     if stage == "train":
-        model = registry.load(store, {"name": "mf", "version": training.model_version(dt, PARAMS),
-                                      "prefix": registry.prefix("mf", training.model_version(dt, PARAMS))})
+        model = registry.load(store, {"name": "mf", "version": prefix.rsplit("/", 1)[1], "prefix": prefix})
         return model.score(np.arange(50), 100)
-    return _files(store, STAGES[stage].format(dt=dt) if stage == "features" else f"recommendations/dt={dt}")
+    return _files(store, prefix)
 
 
 def _assert_same(stage: str, got, expected) -> None:
@@ -131,7 +138,7 @@ KILLER = """
 import json, os, signal, sys
 from recpipe import pipeline
 from recpipe.config import RunParams, StoreConfig
-from recpipe.storage import Store
+from recpipe.storage import Store, partition
 config, stage, dt, target = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 real_put = Store.put_bytes
 def put(self, key, data):
@@ -146,11 +153,7 @@ getattr(pipeline, stage)(Store(StoreConfig(**config)), dt, RunParams(**json.load
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_task_killed_mid_write_leaves_the_old_partition_then_the_retry_commits(day, stage):
     server, store, dt = day
-    target = STAGES[stage].format(dt=dt)
-    if stage == "publish":
-        target = "recommendations/_shards/"
-    prefix = {"features": f"features/dt={dt}", "train": registry.prefix("mf", training.model_version(dt, PARAMS)),
-              "publish": f"recommendations/dt={dt}"}[stage]
+    target, prefix = STAGES[stage].format(dt=dt), _committed(stage, dt)
     old_manifest = store.manifest(prefix)
     before = _output(store, stage, dt)
     cfg = store.config
