@@ -69,10 +69,9 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: dict[str, str]
     metrics = {}
     fallback = load_model(store, contenders["popularity"], dt)
     for role, ref in contenders.items():
-        model = load_model(store, ref, dt)
-        known = model.knows(users)  # an older champion may predate some users: they get the fallback, as in publish
-        recs = pa.concat_tables([scoring.top_k(model, users[known], n_items, k, exclude),
-                                 scoring.top_k(fallback, users[~known], n_items, k, exclude)]).to_pandas()
+        # an older champion may predate some users: they get the fallback, as in publish
+        ranked = scoring.top_k_with_fallback(load_model(store, ref, dt), fallback, users, n_items, k, exclude)
+        recs = pa.concat_tables(ranked).to_pandas()
         recs = recs.rename(columns={"user_idx": "user_id", "item_idx": "item_id"})
         metrics[role] = {**compute_metrics(holdout, recs, k, n_items), "model": ref["name"], "version": ref["version"]}
         log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users", role, ref["name"], ref["version"],

@@ -116,12 +116,10 @@ def _recommend(store: Store, dt: str, params: RunParams, ref: dict[str, str],
     model = gate.load_model(store, ref, dt)
     personal = users["has_history"].to_numpy(zero_copy_only=False) & model.knows(user_idx)
     fallback_ref = gate.popularity_ref(dt)
+    ranked = scoring.top_k_with_fallback(model, gate.load_model(store, fallback_ref, dt), user_idx, n_items,
+                                         params.top_k, exclude, blocked, personal)
     parts = []
-    for strategy, chosen, r, who in (
-        ("personalized", model, ref, user_idx[personal]),
-        ("fallback", gate.load_model(store, fallback_ref, dt), fallback_ref, user_idx[~personal]),
-    ):
-        recs = scoring.top_k(chosen, who, n_items, params.top_k, exclude, blocked)
+    for strategy, r, recs in zip(("personalized", "fallback"), (ref, fallback_ref), ranked):
         n = recs.num_rows
         parts.append(recs.append_column("model_name", pa.array([r["name"]] * n, pa.string()))
                      .append_column("model_version", pa.array([r["version"]] * n, pa.string()))

@@ -95,6 +95,27 @@ def top_k(
     return _table(*cols)
 
 
+def top_k_with_fallback(
+    model: Recommender,
+    fallback: Recommender,
+    users: np.ndarray,
+    n_items: int,
+    k: int,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    blocked: np.ndarray | None = None,
+    personal: np.ndarray | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """(``model``'s top k for the ``personal`` users, ``fallback``'s for the others), as :func:`top_k`.
+
+    personal: (n,) bool mask over ``users``; default ``model.knows(users)``, so a model never
+    scores a user it has no row for (an older champion, say) and the fallback serves them.
+    """
+    users = np.asarray(users)
+    personal = model.knows(users) if personal is None else personal
+    return (top_k(model, users[personal], n_items, k, exclude, blocked),
+            top_k(fallback, users[~personal], n_items, k, exclude, blocked))
+
+
 def select(vals: np.ndarray, k: int) -> np.ndarray:
     """(B, n) float32 → (B, k) intp column indices of each row's k best, in order."""
     b, n = vals.shape
