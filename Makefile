@@ -17,14 +17,15 @@ install: $(VENV)/.installed
 
 ## start SeaweedFS + Airflow, seed, run the daily DAG, show the result
 up: install
-	$(PY) -m recpipe.stack up
+	$(PY) -m devstack up
 
 ## stop what `make up` started (data stays in .local/)
 down:
-	@if [ -x $(PY) ]; then $(PY) -m recpipe.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; fi
 
-## the whole test suite (what .ci/run calls)
+## the import contract (pyproject.toml), then the whole test suite (what .ci/run calls)
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -p no:cacheprovider
 
 ## recompile the lock after editing requirements.in

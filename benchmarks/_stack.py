@@ -11,23 +11,17 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from recpipe import embedded
-from recpipe.storage import Store
+from devstack import seaweedfs
+from recpipe.io.partitions import Store
 
 
 @contextlib.contextmanager
 def temporary_store() -> Iterator[Store]:
     """A fresh bucket on a SeaweedFS started for this benchmark on free loopback ports."""
-    root = Path(tempfile.mkdtemp(prefix="recpipe-bench-"))
-    creds = embedded.Credentials.generate()
-    base = embedded.free_port_block()
-    proc = embedded.start_seaweedfs(root, creds, base, root / "weed.log")
-    try:
-        store = Store(embedded.store_config(base, creds, bucket=f"bench-{uuid.uuid4().hex[:8]}"))
+    with seaweedfs.Server(Path(tempfile.mkdtemp(prefix="recpipe-bench-"))) as server:
+        store = Store(server.store_config(bucket=f"bench-{uuid.uuid4().hex[:8]}"))
         store.ensure_bucket()
         yield store
-    finally:
-        embedded.stop(proc.pid)
 
 
 def machine() -> dict:

@@ -41,10 +41,11 @@ from pathlib import Path
 
 import psutil
 
-from recpipe import embedded, pipeline, stack
+from devstack import process, stack
+from recpipe import sources
 from recpipe.config import StoreConfig
-from recpipe.storage import Store
-from recpipe.synthetic import ShopSpec
+from recpipe.io.partitions import Store
+from recpipe.sources.synthetic import ShopSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _stack import machine  # noqa: E402
@@ -107,7 +108,7 @@ def seed(env: dict[str, str], days: int) -> list[str]:
     """Seed ``days`` synthetic days (from 2024-01-01) into the stack's bucket."""
     store = Store(StoreConfig.from_env(env))
     store.ensure_bucket()
-    return pipeline.seed(store, ShopSpec(days=days))
+    return sources.seed(store, ShopSpec(days=days))
 
 
 def create_backfill(env: dict[str, str], first: date, last: date, max_active_runs: int, conf: dict) -> None:
@@ -155,7 +156,7 @@ def main() -> int:
     last = first + timedelta(days=args.dates - 1)
     expected = [(first + timedelta(days=i)).isoformat() for i in range(args.dates)]
     tmp = Path(tempfile.mkdtemp(prefix="recpipe-backfill-"))
-    paths = stack.Paths(ROOT, local=tmp / ".local", s3_base=embedded.free_port_block(),
+    paths = stack.Paths(ROOT, local=tmp / ".local", s3_base=process.free_port_block(),
                         api_port=free_port())
     machine_before = psutil.virtual_memory().used
     sampler = MemorySampler(paths.pids)

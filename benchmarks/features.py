@@ -38,10 +38,12 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from _stack import machine, peak_rss_gib, temporary_store  # noqa: E402
 
-from recpipe import contracts, landing  # noqa: E402
+from recpipe import contracts  # noqa: E402
+from recpipe.io import landing  # noqa: E402
 from recpipe.config import RunParams, StoreConfig  # noqa: E402
 from recpipe.contracts import day_bounds  # noqa: E402
-from recpipe.storage import Store, partition  # noqa: E402
+from recpipe.io.layout import partition  # noqa: E402
+from recpipe.io.partitions import Store  # noqa: E402
 
 START = date(2024, 3, 1)
 DAYS = 30
@@ -117,7 +119,7 @@ def step_features(cfg: dict, dt: str, rebuild: bool) -> dict:
     started = time.perf_counter()
     import pyarrow.dataset  # noqa: F401  (pq.read_table's first call imports it, and pandas)
 
-    from recpipe import features
+    from recpipe.stages import features
 
     store = Store(StoreConfig(**cfg))
     store.s3  # noqa: B018  (boto3's import and client: once per worker process; reported apart)

@@ -30,8 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
 from _stack import machine  # noqa: E402
 
-from recpipe import config, movielens  # noqa: E402
-from recpipe.models import TrainingData, model_class  # noqa: E402
+from recpipe.sources import movielens  # noqa: E402
+from recpipe.models import FitConfig, TrainingData, model_class  # noqa: E402
 from recpipe.models.base import item_feature_codes  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data"
@@ -90,9 +90,9 @@ def metrics(scores: np.ndarray, seen: pd.DataFrame, target: pd.DataFrame) -> dic
 
 
 def run(name: str, df: pd.DataFrame, n_users: int, n_items: int, features: np.ndarray) -> dict:
-    from recpipe.training import setup_device
+    from recpipe.models.keras_fit import setup_device
 
-    params = config.RunParams(model=name if name in config.MODELS else "mf", **PARAMS[name])
+    params = FitConfig(**PARAMS[name])
     train, valid, test = df[df.part == 2], df[df.part == 1], df[df.part == 0]
     setup_device(params.seed)
     model = model_class(name)()

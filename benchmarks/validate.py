@@ -19,7 +19,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 from _stack import machine, peak_rss_gib, temporary_store  # noqa: E402
 
-from recpipe import contracts, landing, pipeline  # noqa: E402
+from recpipe import contracts, pipeline  # noqa: E402
+from recpipe.io import landing  # noqa: E402
 from recpipe.config import RunParams  # noqa: E402
 
 DT = "2024-03-01"

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, dag, task
-
-RECOMMENDATIONS = Asset(name="recommendations", uri="s3://recpipe/recommendations/")
+from airflow.sdk import dag, task
+from recpipe_airflow import RECOMMENDATIONS
 
 
 @dag(
@@ -30,7 +29,7 @@ def recommendations_consumer():
     @task
     def check_table(triggering_asset_events=None) -> dict:
         """The date comes with the Asset event (``extra.dt``); without one, the latest table."""
-        from recpipe import publish
+        from recpipe.stages import publish
         from recpipe_airflow import fail_fast_on_bad_data, store
 
         events = [e for evs in (triggering_asset_events or {}).values() for e in evs]

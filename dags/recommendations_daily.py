@@ -4,31 +4,37 @@
 Every day, turn the day's raw interaction events into a fresh top-K recommendations table.
 
 ```
-wait_for_events → validate_events → build_features → choose_path
-    choose_path ─(mode=train)→ train_candidate → evaluate → gate ─(pass)→ promote_candidate ─┐
-                │                                              └(fail)→ keep_champion ─────┤
-                └(mode=republish)→ republish_champion ──────────────────────────────────────┴→ plan_shards
-plan_shards → publish_shard[0..n-1] → publish → flag_rejection
+wait_for_events → validate_events → wait_for_earlier_days → build_features → choose_path
+choose_path ─(mode=train)→ train_candidate → evaluate ─(pass)→ promote_candidate ─┐
+            │                                         └(fail)→ keep_champion ─────┤
+            └(mode=republish)→ republish_champion ────────────────────────────────┴→ publish
+publish = [plan_shards → publish_shard[0..n-1] → commit] → flag_rejection
 ```
 
 - **wait_for_events** waits for `raw/events/dt=<ds>/_SUCCESS` (the producer's marker).
 - **validate_events** runs the Great Expectations gate: bad rows → `quarantine/`, the rest
   → `clean/`; a bad batch fails the run (no retry). Report: `reports/quality/dt=<ds>/`.
+- **wait_for_earlier_days** waits (rescheduling, holding no worker slot) while an earlier
+  day of the window has raw events that are not validated yet: features built without it
+  would miss it.
 - **build_features** writes point-in-time features to `features/dt=<ds>/` (only data ≤ ds).
 - **train_candidate** trains `model` (pool `gpu`) into `models/<model>/<version>/`.
-- **evaluate** + **gate** compare candidate, champion and popularity on day ds's hold-out
-  (`reports/evaluation/dt=<ds>/`); a candidate that passes becomes champion.
+- **evaluate** compares candidate, champion and popularity on day ds's hold-out
+  (`reports/evaluation/dt=<ds>/`) and branches: **promote_candidate** makes a passing
+  candidate the champion; **keep_champion** keeps the champion serving.
 - **republish_champion** (param `mode=republish`, for backfills) skips training and
   publishes with the champion that served on that date.
-- **publish_shard** (one mapped task per shard, param `publish_shards`) scores its share of
-  the users with the chosen model; **publish** commits the shards as `recommendations/dt=<ds>/`
-  in one atomic step, updates `recommendations/_latest` and emits the `recommendations` Asset.
+- **publish** (a task group): **publish_shard** (one mapped task per shard, param
+  `publish_shards`) scores its share of the users with the chosen model; **commit** joins
+  the shards as `recommendations/dt=<ds>/` in one atomic step, moves
+  `recommendations/_latest` and emits the `recommendations` Asset.
 - **flag_rejection** fails the run (red in the grid, failure alerts fire) when the gate
   rejected the candidate: the champion's table *was* published, but a person should look at
   why the candidate lost. Set `fail_on_rejection=false` to only log a warning.
 
 The run for logical date *ds* covers the UTC day *ds* and runs after it ends. All data lives
-in the bucket of the `recpipe_s3` connection.
+in the bucket of the `recpipe_s3` connection. Every task calls one function of
+`recpipe.pipeline` through the `recpipe_airflow` plugin.
 """
 
 from __future__ import annotations
@@ -36,40 +42,10 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Label, TaskGroup, TriggerRule, dag, task
+from recpipe_airflow import RECOMMENDATIONS, params
 
-RECOMMENDATIONS = Asset(name="recommendations", uri="s3://recpipe/recommendations/")
 TRAIN_QUEUE = os.environ.get("RECPIPE_TRAIN_QUEUE", "default")
-
-PARAMS = {
-    "model": Param("mf", type="string", enum=["mf", "popularity", "sasrec", "two_tower"],
-                   description="Model to train: mf (matrix factorisation), sasrec (self-attention over recent items), two_tower (id + content features, click/purchase heads; scores new items) or popularity (baseline)."),
-    "mode": Param("train", type="string", enum=["train", "republish"],
-                  description="train: train and gate a candidate. republish: skip training, publish with the champion of that date (for backfills)."),
-    "top_k": Param(10, type="integer", minimum=1, maximum=500, description="Items per user in the table."),
-    "lookback_days": Param(30, type="integer", minimum=1, maximum=365,
-                           description="Days of events (before the run date) that features and training see."),
-    "epochs": Param(8, type="integer", minimum=1, maximum=200, description="Maximum training epochs (early stopping may end sooner)."),
-    "embedding_dim": Param(32, type="integer", minimum=4, maximum=512, description="Embedding size of the model."),
-    "seed": Param(42, type="integer", minimum=0, description="Random seed: same seed and data, same model."),
-    "max_reject_rate": Param(0.05, type="number", minimum=0, maximum=1,
-                             description="Largest share of rejected raw rows before the whole batch fails."),
-    "max_volume_ratio": Param(5.0, type="number", minimum=0, maximum=1000,
-                              description="Fail the batch when its row count is off the median of the previous 7 days by more than this factor (0: off)."),
-    "max_unknown_item_rate": Param(0.05, type="number", minimum=0, maximum=1,
-                                   description="Largest share of events about items the catalog does not list."),
-    "min_lift_over_popularity": Param(0.05, type="number", minimum=0, maximum=10,
-                                      description="Candidate NDCG@K must beat popularity by this relative margin."),
-    "max_drop_vs_champion": Param(0.02, type="number", minimum=0, maximum=1,
-                                  description="Candidate NDCG@K may be at most this much (relative) below the champion."),
-    "exclude_purchased": Param(True, type="boolean", description="Never recommend what the user already bought."),
-    "warm_start": Param(False, type="boolean",
-                        description="Continual training: start from the previous champion's weights, grown for new users and items."),
-    "publish_shards": Param(1, type="integer", minimum=1, maximum=64,
-                            description="Score users in this many parallel publish tasks (one per user shard)."),
-    "fail_on_rejection": Param(True, type="boolean",
-                               description="Mark the run failed when the gate rejects the candidate (the champion's table is still published)."),
-}
 
 
 @dag(
@@ -78,7 +54,7 @@ PARAMS = {
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=3,  # a backfill can run beside the daily run; a waiting sensor blocks nothing
-    params=PARAMS,
+    params=params(),
     doc_md=__doc__,
     tags=["recpipe"],
     default_args={
@@ -92,7 +68,7 @@ PARAMS = {
 def recommendations_daily():
     @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
     def wait_for_events(ds: str | None = None) -> bool:
-        from recpipe import landing
+        from recpipe.io import landing
         from recpipe_airflow import store
 
         return landing.is_ready(store(), "events", ds)
@@ -103,11 +79,21 @@ def recommendations_daily():
 
         return run_stage("validate", ds, params)
 
+    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
+    def wait_for_earlier_days(ds: str | None = None, params: dict | None = None) -> bool:
+        from recpipe_airflow import run_stage
+
+        return not run_stage("pending_days", ds, params)
+
     @task
     def build_features(ds: str | None = None, params: dict | None = None) -> dict:
         from recpipe_airflow import run_stage
 
         return run_stage("features", ds, params)
+
+    @task.branch
+    def choose_path(params: dict | None = None) -> str:
+        return "republish_champion" if params["mode"] == "republish" else "train_candidate"
 
     @task(pool="gpu", queue=TRAIN_QUEUE, execution_timeout=timedelta(hours=2))
     def train_candidate(ds: str | None = None, params: dict | None = None) -> dict:
@@ -115,39 +101,29 @@ def recommendations_daily():
 
         return run_stage("train", ds, params)
 
-    @task
-    def evaluate(ds: str | None = None, params: dict | None = None) -> bool:
+    @task.branch
+    def evaluate(ds: str | None = None, params: dict | None = None) -> str:
         from recpipe_airflow import run_stage
 
-        return run_stage("evaluate", ds, params)["passed"]
+        return "promote_candidate" if run_stage("evaluate", ds, params)["passed"] else "keep_champion"
 
-    @task.branch
-    def choose_path(params: dict | None = None) -> str:
-        return "republish_champion" if params["mode"] == "republish" else "train_candidate"
+    @task
+    def promote_candidate(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe_airflow import run_stage
+
+        return run_stage("promote", ds, params)
+
+    @task
+    def keep_champion(ds: str | None = None, params: dict | None = None) -> dict:
+        from recpipe_airflow import run_stage
+
+        return run_stage("keep_champion", ds, params)  # logs a warning naming why the candidate lost
 
     @task
     def republish_champion(ds: str | None = None, params: dict | None = None) -> dict:
         from recpipe_airflow import run_stage
 
         return run_stage("republish", ds, params)
-
-    @task.branch
-    def gate(passed: bool) -> str:
-        return "promote_candidate" if passed else "keep_champion"
-
-    @task
-    def promote_candidate(ds: str | None = None) -> dict:
-        from recpipe import pipeline
-        from recpipe_airflow import store
-
-        return pipeline.apply_gate(store(), ds)
-
-    @task
-    def keep_champion(ds: str | None = None) -> dict:
-        from recpipe import pipeline
-        from recpipe_airflow import store
-
-        return pipeline.apply_gate(store(), ds)  # logs a warning naming why the candidate lost
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def plan_shards(params: dict | None = None) -> list[int]:
@@ -160,7 +136,7 @@ def recommendations_daily():
         return run_stage("publish_shard", ds, params, shard=shard)
 
     @task(outlets=[RECOMMENDATIONS])
-    def publish(ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
+    def commit(ds: str | None = None, params: dict | None = None, outlet_events=None) -> dict:
         from recpipe_airflow import run_stage
 
         summary = run_stage("commit_publish", ds, params)
@@ -171,15 +147,22 @@ def recommendations_daily():
     def flag_rejection(ds: str | None = None, params: dict | None = None) -> str | None:
         from recpipe_airflow import flag_rejection
 
-        return flag_rejection(ds, params["fail_on_rejection"])
+        return flag_rejection(ds, params)
 
-    passed = evaluate()
-    path = wait_for_events() >> validate_events() >> build_features() >> choose_path()
-    path >> train_candidate() >> passed
-    shards = plan_shards()
-    gate(passed) >> [promote_candidate(), keep_champion()] >> shards
-    path >> republish_champion() >> shards
-    publish_shard.expand(shard=shards) >> publish() >> flag_rejection()
+    # -- wiring, in the diagram's order -------------------------------------------------
+    path = choose_path()
+    judged = evaluate()
+    promoted, kept, republished = promote_candidate(), keep_champion(), republish_champion()
+    with TaskGroup("publish") as publish:
+        publish_shard.expand(shard=plan_shards()) >> commit()
+
+    wait_for_events() >> validate_events() >> wait_for_earlier_days() >> build_features() >> path
+    path >> Label("mode=train") >> train_candidate() >> judged
+    path >> Label("mode=republish") >> republished
+    judged >> Label("pass") >> promoted
+    judged >> Label("fail") >> kept
+    [promoted, kept, republished] >> publish
+    publish >> flag_rejection()
 
 
 recommendations_daily()

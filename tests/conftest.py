@@ -20,25 +20,21 @@ os.environ.update({
 
 import pytest
 
-from recpipe import embedded
-from recpipe.storage import Store
+from devstack import seaweedfs
+from recpipe.io.partitions import Store
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """(base_port, credentials) of a SeaweedFS started for this test session."""
-    root = tmp_path_factory.mktemp("seaweedfs")
-    creds = embedded.Credentials.generate()
-    base = embedded.free_port_block()
-    proc = embedded.start_seaweedfs(root, creds, base, root / "weed.log")
-    yield base, creds
-    embedded.stop(proc.pid)
+    with seaweedfs.Server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server.base_port, server.creds
 
 
 @pytest.fixture
 def store(s3_server) -> Store:
     """A fresh, empty bucket on the session's S3 server."""
     base, creds = s3_server
-    s = Store(embedded.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
+    s = Store(seaweedfs.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
     s.ensure_bucket()
     return s

@@ -5,7 +5,7 @@
     recpipe validate --date D           quality gate → clean/ + quarantine/ + report
     recpipe features --date D           features/dt=D
     recpipe train --date D              models/<model>/<version>/
-    recpipe evaluate --date D           reports/evaluation/dt=D, promote or keep champion
+    recpipe evaluate --date D           reports/evaluation/dt=D, then promote or keep the champion
     recpipe publish --date D            recommendations/dt=D
     recpipe run --date D                all of the above for D
     recpipe metrics --recs R --truth T  ranking metrics of any table vs any truth (JSON)
@@ -71,7 +71,7 @@ def _read_any(path: str):
     import pyarrow.parquet as pq
 
     if path.startswith("s3://"):
-        from recpipe.storage import Store
+        from recpipe.io.partitions import Store
 
         store = Store(StoreConfig.from_env())
         return pq.read_table(path[len("s3://"):], filesystem=store.fs).to_pandas()
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace):
-    from recpipe import pipeline
-    from recpipe.storage import Store
+    from recpipe import pipeline, sources
+    from recpipe.io.partitions import Store
 
     if args.command == "metrics":
         from recpipe.evaluation import evaluate
@@ -100,15 +100,12 @@ def _dispatch(args: argparse.Namespace):
         return evaluate(_read_any(args.truth), _read_any(args.recs), args.k)
     store = Store(StoreConfig.from_env())
     if args.command == "seed":
-        from recpipe.synthetic import ShopSpec
-
         start = date.fromisoformat(args.start)
-        spec = ShopSpec(users=args.users, items=args.items, days=args.days, start=start, seed=args.seed)
-        dates = pipeline.seed(store, spec)
+        spec = sources.ShopSpec(users=args.users, items=args.items, days=args.days, start=start, seed=args.seed)
+        dates = sources.seed(store, spec)
         return {"dates": [dates[0], dates[-1]], "days": len(dates)}
     if args.command == "import":
-        store.ensure_bucket()
-        dates = pipeline.import_movielens(store, args.path)
+        dates = sources.import_movielens(store, args.path)
         out = {"dates": [dates[0], dates[-1]], "days": len(dates)}
         if args.validate:
             params = RunParams(max_volume_ratio=args.max_volume_ratio)
@@ -118,8 +115,10 @@ def _dispatch(args: argparse.Namespace):
     params = RunParams.from_mapping(vars(args))
     if args.command == "evaluate":
         decision = pipeline.evaluate(store, args.date, params)
-        return {**pipeline.apply_gate(store, args.date), "metrics": decision["metrics"]}
-    return getattr(pipeline, args.command)(store, args.date, params)
+        return {**pipeline.gate(store, args.date, params), "metrics": decision["metrics"]}
+    if args.command == "run":
+        return pipeline.run(store, args.date, params)
+    return pipeline.STAGES[args.command](store, args.date, params)
 
 
 if __name__ == "__main__":

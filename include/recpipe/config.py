@@ -1,7 +1,8 @@
 """Configuration: where the object store is, and the parameters of one pipeline run.
 
 Both are frozen dataclasses: the library never sees Airflow objects, the DAG layer turns
-its connection and ``Param``s into these.
+its connection and ``Param``s into these. Each run parameter carries its description and
+bounds, from which the DAG's ``Param``s and the CLI's flags are generated.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class StoreConfig:
         if missing:
             raise ConfigError(
                 f"{', '.join(missing)} not set: recpipe needs S3 credentials. "
-                "For the embedded stack run `make up` and then `. .local/env`."
+                "Export them (for a local dev stack, source its env file: `. .local/env`)."
             )
         return cls(
             bucket=env.get("RECPIPE_BUCKET", "recpipe"),
@@ -47,44 +48,54 @@ class StoreConfig:
         )
 
 
+def _param(default: Any, doc: str, minimum: float | None = None, maximum: float | None = None,
+           choices: tuple[str, ...] | None = None) -> Any:
+    """A run parameter: its default, what it means, and its bounds (the DAG's trigger form,
+    the CLI and :meth:`RunParams.__post_init__` all read these, so they cannot disagree)."""
+    return field(default=default, metadata={"doc": doc, "minimum": minimum, "maximum": maximum, "choices": choices})
+
+
 @dataclass(frozen=True)
 class RunParams:
-    """The knobs of one run; the DAG's trigger form and the CLI flags map onto these."""
+    """The knobs of one run; the DAG's trigger form and the CLI flags are generated from these."""
 
-    model: str = "mf"
-    mode: str = "train"
-    top_k: int = 10
-    lookback_days: int = 30
-    epochs: int = 8
-    embedding_dim: int = 32
-    negatives: int = 4
-    batch_size: int = 1024
-    learning_rate: float = 0.01
-    seed: int = 42
-    max_reject_rate: float = 0.05
-    max_volume_ratio: float = 5.0
-    max_unknown_item_rate: float = 0.05
-    min_lift_over_popularity: float = 0.05
-    max_drop_vs_champion: float = 0.02
-    exclude_purchased: bool = True
-    #: continual training: start from the champion of the day before (grown for new ids)
-    warm_start: bool = False
-    #: publish scores users in this many shards (parallel mapped tasks in the DAG)
-    publish_shards: int = 1
-    #: a rejected candidate marks the DAG run failed (after the champion's table is published)
-    fail_on_rejection: bool = True
+    model: str = _param("mf", "Model to train: mf (matrix factorisation), sasrec (self-attention over recent "
+                        "items), two_tower (id + content features, click/purchase heads; scores new items) or "
+                        "popularity (baseline).", choices=MODELS)
+    mode: str = _param("train", "train: train and gate a candidate. republish: skip training, publish with the "
+                       "champion of that date (for backfills).", choices=MODES)
+    top_k: int = _param(10, "Items per user in the table.", 1, 500)
+    lookback_days: int = _param(30, "Days of events (before the run date) that features and training see.", 1, 365)
+    epochs: int = _param(8, "Maximum training epochs (early stopping may end sooner).", 1, 200)
+    embedding_dim: int = _param(32, "Embedding size of the model.", 4, 512)
+    negatives: int = _param(4, "Sampled negative items per positive (pointwise models, training examples).", 0, 1000)
+    batch_size: int = _param(1024, "Training batch size.", 1, 1 << 20)
+    learning_rate: float = _param(0.01, "Adam's learning rate.", 1e-6, 1.0)
+    seed: int = _param(42, "Random seed: same seed and data, same model.", 0)
+    max_reject_rate: float = _param(0.05, "Largest share of rejected raw rows before the whole batch fails.", 0, 1)
+    max_volume_ratio: float = _param(5.0, "Fail the batch when its row count is off the median of the previous "
+                                     "7 days by more than this factor (0: off; else at least 1).", 0, 1000)
+    max_unknown_item_rate: float = _param(0.05, "Largest share of events about items the catalog does not list.", 0, 1)
+    min_lift_over_popularity: float = _param(0.05, "Candidate NDCG@K must beat popularity by this relative margin.",
+                                             0, 10)
+    max_drop_vs_champion: float = _param(0.02, "Candidate NDCG@K may be at most this much (relative) below the "
+                                         "champion.", 0, 1)
+    exclude_purchased: bool = _param(True, "Never recommend what the user already bought.")
+    warm_start: bool = _param(False, "Continual training: start from the previous champion's weights, grown for "
+                              "new users and items.")
+    publish_shards: int = _param(1, "Score users in this many parallel publish tasks (one per user shard).", 1, 64)
+    fail_on_rejection: bool = _param(True, "Mark the run failed when the gate rejects the candidate (the "
+                                     "champion's table is still published).")
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}.")
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}.")
-        for name in ("top_k", "lookback_days", "epochs", "embedding_dim", "batch_size", "publish_shards"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("max_reject_rate", "max_unknown_item_rate"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be within [0, 1], got {getattr(self, name)}.")
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta["choices"] is not None and value not in meta["choices"]:
+                raise ConfigError(f"unknown {f.name} {value!r}: choose one of {', '.join(meta['choices'])}.")
+            low, high = meta["minimum"], meta["maximum"]
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f">= {low}" if high is None else f"within [{low}, {high}]"
+                raise ConfigError(f"{f.name} must be {bounds}, got {value}.")
         if self.max_volume_ratio != 0 and self.max_volume_ratio < 1:
             raise ConfigError(f"max_volume_ratio must be 0 (off) or >= 1, got {self.max_volume_ratio}.")
 

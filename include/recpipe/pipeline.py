@@ -1,10 +1,11 @@
-"""The pipeline's stages, one function each: ``stage(store, dt, params) -> dict``.
+"""The pipeline: its stages in order, one function each, ``stage(store, dt, params) -> dict``.
 
-The CLI (``recpipe <stage> --date D``) and the DAG's tasks call exactly these. Stages hand
-each other nothing but the store: every output is committed under a date's partition, so
-any stage can be re-run alone and a re-run replaces that date's output.
+    validate → features → train → evaluate → promote → publish
 
-    validate → features → train → evaluate → apply_gate → publish
+The CLI (``recpipe <stage> --date D``) and the DAG's tasks (through the Airflow plugin)
+call exactly the functions of :data:`STAGES`. Stages hand each other nothing but the store:
+every output is committed under a date's partition, so any stage can be re-run alone and a
+re-run replaces that date's output.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import logging
 import time
 from typing import Any, Callable
 
-from recpipe import features as _features
-from recpipe import gate, landing, publish as _publish, quality, registry, training
 from recpipe.config import RunParams
-from recpipe.storage import Store
-from recpipe.synthetic import ShopSpec, generate
+from recpipe.io.partitions import Store
+from recpipe.stages import evaluate as _evaluate
+from recpipe.stages import features as _features
+from recpipe.stages import promote as _promote
+from recpipe.stages import publish as _publish
+from recpipe.stages import train as _train
+from recpipe.stages import validate as _validate
 
 log = logging.getLogger("recpipe")
-
-DECISION = "reports/evaluation/dt={dt}/decision.json"
 
 
 def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,108 +41,90 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def seed(store: Store, spec: ShopSpec = ShopSpec()) -> list[str]:
-    """Write the synthetic shop's days into the landing zone; returns the dates."""
-    store.ensure_bucket()
-    dates = []
-    for day in generate(spec):
-        landing.write_raw(store, "items", day.dt, day.items)
-        landing.write_raw(store, "users", day.dt, day.users)
-        landing.write_raw(store, "events", day.dt, day.events)
-        log.info("seeded raw/*/dt=%s: %d events, %d items, %d users", day.dt,
-                 day.events.num_rows, day.items.num_rows, day.users.num_rows)
-        dates.append(day.dt)
-    return dates
-
-
-def import_movielens(store: Store, path: str) -> list[str]:
-    """Deliver a MovieLens release into the landing zone; returns the dates of its days."""
-    from recpipe import movielens
-
-    store.ensure_bucket()
-    return movielens.import_to_store(store, path)
-
-
 @stage
 def validate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
-    r = quality.validate_events(store, dt, params)
+    """The quality gate on ``raw/*/dt=D``: clean/ + quarantine/ + report."""
+    r = _validate.validate_events(store, dt, params)
     return {"dt": dt, "rows": r.rows, "clean_rows": r.clean_rows, "quarantined": r.quarantined,
             "report": store.url(r.report)}
 
 
+def pending_days(store: Store, dt: str, params: RunParams) -> list[str]:
+    """Earlier days of D's window still waiting for validation (features must wait for them)."""
+    return _features.pending_days(store, dt, params.lookback_days)
+
+
 @stage
 def features(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """Point-in-time feature tables in ``features/dt=D``."""
     r = _features.build_features(store, dt, params)
     return {"dt": dt, "prefix": r.prefix, "rows": r.rows}
 
 
 @stage
 def train(store: Store, dt: str, params: RunParams) -> dict[str, str]:
-    return training.train(store, dt, params)
+    """A candidate of ``params.model`` in ``models/<model>/<version>/``."""
+    return _train.train(store, dt, params)
 
 
 @stage
 def evaluate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     """Judge this date's candidate (the version ``train`` wrote for these params)."""
-    version = training.model_version(dt, params)
-    candidate = {"name": params.model, "version": version, "prefix": registry.prefix(params.model, version)}
-    return gate.evaluate(store, dt, params, candidate)
+    return _evaluate.evaluate(store, dt, params, _train.candidate(dt, params))
 
 
 @stage
-def apply_gate(store: Store, dt: str) -> dict[str, Any]:
-    """Act on the evaluation: promote or keep the champion; record what to publish."""
-    decision = store.get_json(f"reports/evaluation/dt={dt}/metrics.json")
-    ref = gate.apply(store, decision)
-    outcome = {"dt": dt, "passed": decision["passed"], "reasons": decision["reasons"], "publish": ref}
-    store.put_json(DECISION.format(dt=dt), outcome)
-    return outcome
+def promote(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """The candidate passed: it becomes the champion and publishes."""
+    return _promote.promote_candidate(store, dt)
+
+
+@stage
+def keep_champion(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """The candidate failed: the champion (popularity before any) publishes."""
+    return _promote.keep_champion(store, dt)
 
 
 @stage
 def republish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     """Skip training: publish with the champion that served on ``dt`` (popularity before any)."""
-    ref = registry.champion(store, params.model, on_or_before=dt) or gate.popularity_ref(dt)
-    outcome = {"dt": dt, "passed": None, "reasons": [f"mode=republish: the {params.model} champion as of {dt}"],
-               "publish": ref}
-    store.put_json(DECISION.format(dt=dt), outcome)
-    log.info("republishing %s with %s %s", dt, ref["name"], ref["version"])
-    return outcome
-
-
-def _chosen(store: Store, dt: str) -> dict[str, str]:
-    """The model the gate (or republish) chose for ``dt``."""
-    return store.get_json(DECISION.format(dt=dt))["publish"]
+    return _promote.republish(store, dt, params.model)
 
 
 @stage
 def publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     """Publish with the model the gate chose for this date (every shard, then the commit)."""
-    return _publish.publish(store, dt, params, _chosen(store, dt))
+    return _publish.publish(store, dt, params)
 
 
 @stage
 def publish_shard(store: Store, dt: str, params: RunParams, shard: int) -> dict[str, Any]:
     """Stage one shard of this date's table (a mapped task in the DAG)."""
-    return _publish.publish_shard(store, dt, params, _chosen(store, dt), shard)
+    return _publish.publish_shard(store, dt, params, shard)
 
 
 @stage
 def commit_publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     """Commit the staged shards as ``recommendations/dt=D``."""
-    return _publish.commit(store, dt, params, _chosen(store, dt))
+    return _publish.commit(store, dt, params)
 
 
-def rejection(store: Store, dt: str) -> str | None:
+def rejection(store: Store, dt: str, params: RunParams) -> str | None:
     """Why this date's candidate was rejected (None if it passed or was not trained)."""
-    decision = store.get_json(DECISION.format(dt=dt))
-    if decision["passed"] is not False:
-        return None
-    ref = decision["publish"]
-    return (f"The candidate for {dt} was rejected by the gate: {'; '.join(decision['reasons'])}. "
-            f"recommendations/dt={dt} was published with {ref['name']} {ref['version']} instead. "
-            f"Read s3://{store.bucket}/reports/evaluation/dt={dt}/index.html; to ship a candidate anyway, "
-            "re-run with looser gate params (min_lift_over_popularity, max_drop_vs_champion).")
+    return _promote.rejection(store, dt)
+
+
+@stage
+def gate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """Promote or keep the champion, as the evaluation decided (the DAG branches instead)."""
+    return _promote.apply(store, dt)
+
+
+#: Every stage function, in pipeline order: the DAG's tasks call them by name, and the CLI
+#: offers validate, features, train, evaluate (+ gate) and publish as commands.
+STAGES: dict[str, Callable[..., Any]] = {f.__name__: f for f in (
+    validate, pending_days, features, train, evaluate, gate, promote, keep_champion, republish,
+    publish_shard, commit_publish, publish, rejection)}
 
 
 def run(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
@@ -152,6 +136,6 @@ def run(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
         return out
     out["train"] = train(store, dt, params)
     out["evaluate"] = {k: v for k, v in evaluate(store, dt, params).items() if k in ("passed", "reasons")}
-    out["gate"] = apply_gate(store, dt)
+    out["gate"] = gate(store, dt, params)
     out["publish"] = publish(store, dt, params)
     return out

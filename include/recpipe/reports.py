@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from recpipe.storage import Store
+from recpipe.io import layout
+from recpipe.io.partitions import Store
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}td,th{padding:4px 10px;border-bottom:1px solid #ddd;
 text-align:left;vertical-align:top}.ok{color:green}.bad{color:#b00;font-weight:bold}"""
@@ -13,8 +14,7 @@ text-align:left;vertical-align:top}.ok{color:green}.bad{color:#b00;font-weight:b
 
 def write_quality(store: Store, dt: str, summary: dict[str, Any], gx_results: dict[str, dict]) -> str:
     """``reports/quality/dt=D/{result.json,index.html}``; returns the page's key."""
-    prefix = f"reports/quality/dt={dt}"
-    store.put_json(f"{prefix}/result.json", {"summary": summary, "great_expectations": gx_results})
+    store.put_json(layout.quality_report(dt, "result.json"), {"summary": summary, "great_expectations": gx_results})
     verdict = "passed" if summary.get("passed") else "FAILED"
     problems = "".join(f"<li class=bad>{html.escape(p)}</li>" for p in summary.get("problems", []))
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -23,8 +23,8 @@ def write_quality(store: Store, dt: str, summary: dict[str, Any], gx_results: di
     page = f"""<!doctype html><meta charset=utf-8><title>Quality {dt}: {verdict}</title><style>{STYLE}</style>
 <h1>Raw data dt={html.escape(dt)}: <span class={'ok' if summary.get('passed') else 'bad'}>{verdict}</span></h1>
 <ul>{problems}</ul><table>{facts}</table>{tables}"""
-    store.put_bytes(f"{prefix}/index.html", page.encode())
-    return f"{prefix}/index.html"
+    store.put_bytes(layout.quality_report(dt), page.encode())
+    return layout.quality_report(dt)
 
 
 def _gx_table(name: str, result: dict) -> str:
@@ -49,8 +49,7 @@ def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[
     and each metric over the dates in ``history`` (earlier decisions, oldest first) with the
     gate's threshold drawn in. Returns the page's key."""
     dt = decision["dt"]
-    prefix = f"reports/evaluation/dt={dt}"
-    store.put_json(f"{prefix}/metrics.json", decision)
+    store.put_json(layout.evaluation_report(dt, "metrics.json"), decision)
     names = [n for n in decision["metrics"]["candidate"] if "@" in n]
     verdict = "PASSED" if decision["passed"] else "REJECTED"
     models = "".join(f"<li><b style='color:{COLORS.get(r, '#000')}'>{html.escape(r)}</b>: "
@@ -63,8 +62,8 @@ svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
 <ul>{''.join(f'<li>{html.escape(r)}</li>' for r in decision['reasons'])}</ul>
 <h2>This run</h2><ul>{models}</ul>{_bars(decision, names)}
 <h2>History ({len(runs)} dates)</h2><div class=charts>{charts}</div>"""
-    store.put_bytes(f"{prefix}/index.html", page.encode())
-    return f"{prefix}/index.html"
+    store.put_bytes(layout.evaluation_report(dt), page.encode())
+    return layout.evaluation_report(dt)
 
 
 def _bars(decision: dict[str, Any], names: list[str]) -> str:

@@ -17,9 +17,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from recpipe.models import Recommender
-
 CELLS_PER_BATCH = 1 << 24  # scores held at once (users × items float32: 64 MiB)
+
+
+class Recommender(Protocol):
+    """What scoring needs of a model (``recpipe.models.Recommender`` provides it)."""
+
+    def score(self, users: np.ndarray, n_items: int) -> np.ndarray: ...
+
+    def knows(self, users: np.ndarray) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from recpipe import embedded
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))  # Airflow does this for its own processes
 

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recpipe import pipeline, publish
+from recpipe import pipeline, sources
+from recpipe.stages import publish
 from recpipe.config import RunParams
-from recpipe.synthetic import ShopSpec
+from recpipe.sources.synthetic import ShopSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ShopSpec(users=800, items=300, days=7, seed=11)  # enough history for MF to beat popularity
@@ -29,7 +30,7 @@ def _dag():
 def seeded(s3_connection):
     """Seven seeded days; the first six validated as earlier daily runs would have."""
     store = s3_connection
-    dates = pipeline.seed(store, SPEC)
+    dates = sources.seed(store, SPEC)
     for dt in dates[:-1]:
         pipeline.validate(store, dt, RunParams())
     return store, dates[-1]
@@ -60,8 +61,8 @@ def test_daily_run_publishes_a_table_for_every_active_user(airflow_db, seeded):
 
 
 def test_bad_batch_fails_the_run_and_publishes_nothing(airflow_db, s3_connection):
-    from recpipe import landing
-    from recpipe.synthetic import generate
+    from recpipe.io import landing
+    from recpipe.sources.synthetic import generate
 
     store = s3_connection
     day = next(generate(ShopSpec(users=100, items=50, days=1)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recpipe import embedded, stack
+from devstack import process, stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright downloads no browser
@@ -23,7 +23,7 @@ def _free_port() -> int:
 def live_stack(tmp_path_factory):
     """(paths, env, dt): services running, history seeded and validated, ``dt`` left for a DAG run."""
     paths = stack.Paths(ROOT, local=tmp_path_factory.mktemp("stack") / ".local",
-                        s3_base=embedded.free_port_block(), api_port=_free_port())
+                        s3_base=process.free_port_block(), api_port=_free_port())
     try:
         env, dt = stack.start(paths)
         yield paths, env, dt

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from recpipe import stack
+from devstack import stack
 from recpipe.config import StoreConfig
-from recpipe.storage import Store
+from recpipe.io.partitions import Store
 
 DAG = stack.DAG_ID
 CONF = {"epochs": 2, "top_k": 6, "fail_on_rejection": False}

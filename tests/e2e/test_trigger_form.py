@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from recpipe import publish, registry, stack
+from recpipe.stages import publish
+from recpipe.artifacts import registry
+from devstack import stack
 from recpipe.config import StoreConfig
-from recpipe.storage import Store
+from recpipe.io.partitions import Store
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DAG = stack.DAG_ID

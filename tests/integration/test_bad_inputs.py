@@ -17,11 +17,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from recpipe import contracts, landing, pipeline
+from recpipe import contracts
+from recpipe.io import landing
+from recpipe import pipeline, sources
 from recpipe.config import RunParams
 from recpipe.errors import DataQualityError, PartitionNotFound
-from recpipe.storage import SUCCESS, partition
-from recpipe.synthetic import ShopSpec
+from recpipe.io.layout import SUCCESS, partition
+from recpipe.sources.synthetic import ShopSpec
 
 SPEC = ShopSpec(users=300, items=100, days=6, seed=5)  # 2024-01-01 .. 2024-01-06
 PARAMS = RunParams()
@@ -32,12 +34,12 @@ def shop(s3_server):
     """Five validated days of history and a catalog; day 6's raw events are the base of every case."""
     import uuid
 
-    from recpipe import embedded
-    from recpipe.storage import Store
+    from devstack import seaweedfs
+    from recpipe.io.partitions import Store
 
     base, creds = s3_server
-    store = Store(embedded.store_config(base, creds, bucket=f"bad-{uuid.uuid4().hex[:8]}"))
-    dates = pipeline.seed(store, SPEC)
+    store = Store(seaweedfs.store_config(base, creds, bucket=f"bad-{uuid.uuid4().hex[:8]}"))
+    dates = sources.seed(store, SPEC)
     for dt in dates[:-1]:
         pipeline.validate(store, dt, PARAMS)
     good = landing.read_raw(store, "events", dates[-1], contracts.EVENTS)

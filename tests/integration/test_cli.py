@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recpipe import publish
+from recpipe.stages import publish
 
 RECPIPE = str(Path(sys.executable).with_name("recpipe"))
 

@@ -12,11 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recpipe import aggregates, pipeline, publish, registry
+from recpipe.stages.features import vocab
+from recpipe import pipeline, sources
+from recpipe.stages import publish
+from recpipe.artifacts import registry
 from recpipe.config import RunParams
 from recpipe.errors import ConcurrentUpdate, UpstreamNotReady
-from recpipe.storage import Store
-from recpipe.synthetic import ShopSpec
+from recpipe.io.partitions import Store
+from recpipe.sources.synthetic import ShopSpec
 
 
 def _together(n: int, fn) -> list:
@@ -66,17 +69,17 @@ def test_concurrent_vocabulary_additions_keep_every_id_once(store):
     store.s3
 
     def add(i):
-        vocab = aggregates.load_vocab(store, "users")
-        vocab.add(pa.array([f"u{i}-{j}" for j in range(50)] + ["shared"]), "2024-02-01")
-        return aggregates.save_vocab(store, vocab, attempts=20)
+        users = vocab.load_vocab(store, "users")
+        users.add(pa.array([f"u{i}-{j}" for j in range(50)] + ["shared"]), "2024-02-01")
+        return vocab.save_vocab(store, users, attempts=20)
 
     _together(6, add)
-    ids = aggregates.load_vocab(store, "users").ids
+    ids = vocab.load_vocab(store, "users").ids
     assert len(ids) == len(pc.unique(ids)) == 6 * 50 + 1
 
 
 def test_features_wait_for_an_earlier_day_still_to_be_validated(store):
-    d1, d2, d3 = pipeline.seed(store, ShopSpec(users=100, items=80, days=3, seed=2, start=date(2024, 8, 1)))
+    d1, d2, d3 = sources.seed(store, ShopSpec(users=100, items=80, days=3, seed=2, start=date(2024, 8, 1)))
     for dt in (d1, d3):
         pipeline.validate(store, dt, RunParams())
     with pytest.raises(UpstreamNotReady, match=f"earlier days {d2} validated first"):
@@ -89,7 +92,7 @@ def test_features_wait_for_an_earlier_day_still_to_be_validated(store):
 def test_runs_for_two_dates_and_a_republish_beside_them_do_not_interfere(store):
     """Like a backfill beside the daily run: three stages for three dates at once."""
     spec = ShopSpec(users=300, items=120, days=4, seed=8, start=date(2024, 7, 1))
-    d1, d2, d3, d4 = pipeline.seed(store, spec)
+    d1, d2, d3, d4 = sources.seed(store, spec)
     params = RunParams(epochs=1, top_k=4)
     for dt in (d1, d2):
         pipeline.validate(store, dt, params)
@@ -108,7 +111,7 @@ def test_runs_for_two_dates_and_a_republish_beside_them_do_not_interfere(store):
                 and store.exists(f"models/mf/champions/dt={dt}.json")]
     if promoted:
         assert store.get_json("models/mf/champion.json")["dt"] == max(promoted)
-    ids = aggregates.load_vocab(store, "users").ids
+    ids = vocab.load_vocab(store, "users").ids
     assert len(ids) == len(pc.unique(ids))  # concurrent feature builds appended each id once
     assert store.list_keys("recommendations/_shards/") == []
 

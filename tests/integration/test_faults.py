@@ -17,33 +17,19 @@ from datetime import date
 import numpy as np
 import pytest
 
-from recpipe import embedded, pipeline, registry, training
+from devstack import seaweedfs
+from recpipe import pipeline, sources
+from recpipe.artifacts import registry
+from recpipe.stages import train
 from recpipe.config import RunParams
 from recpipe.errors import StorageError
-from recpipe.storage import Store, partition
-from recpipe.synthetic import ShopSpec
+from recpipe.io.layout import partition
+from recpipe.io.partitions import Store
+from recpipe.sources.synthetic import ShopSpec
 
 log = logging.getLogger(__name__)
 SPEC = ShopSpec(users=200, items=100, days=3, seed=4, start=date(2024, 9, 1))
 PARAMS = RunParams(epochs=1, top_k=5)
-
-
-class Server:
-    """A private SeaweedFS that a test may stop and start again on the same data and port."""
-
-    def __init__(self, root):
-        self.root, self.creds, self.base = root, embedded.Credentials.generate(), embedded.free_port_block()
-        self.proc = None
-        self.start()
-
-    def start(self) -> float:
-        """Start it (returns once the volumes on disk are registered again); the seconds that took."""
-        started = time.monotonic()
-        self.proc = embedded.start_seaweedfs(self.root, self.creds, self.base, self.root / "weed.log")
-        return time.monotonic() - started
-
-    def stop(self) -> None:
-        embedded.stop(self.proc.pid)
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +38,11 @@ def world(tmp_path_factory):
 
     Shared by the module's tests: each one ends with the same committed outputs it found.
     """
-    server = Server(tmp_path_factory.mktemp("faults") / "s3")
-    store = Store(embedded.store_config(server.base, server.creds, bucket="faults"))
+    server = seaweedfs.Server(tmp_path_factory.mktemp("faults") / "s3")  # stopped and restarted by the tests
+    server.start()
+    store = Store(server.store_config(bucket="faults"))
     store.ensure_bucket()
-    dates = pipeline.seed(store, SPEC)
+    dates = sources.seed(store, SPEC)
     for dt in dates:
         pipeline.validate(store, dt, PARAMS)
     pipeline.run(store, dates[-1], PARAMS)
@@ -88,7 +75,7 @@ STAGES = {  # stage → the key prefix its first upload goes to (where a fault i
 def _committed(stage: str, dt: str) -> str:
     """The partition a stage commits for ``dt``."""
     if stage == "train":
-        return registry.prefix("mf", training.model_version(dt, PARAMS))
+        return train.candidate(dt, PARAMS)["prefix"]
     return partition("features" if stage == "features" else "recommendations", dt)
 
 
@@ -138,7 +125,8 @@ KILLER = """
 import json, os, signal, sys
 from recpipe import pipeline
 from recpipe.config import RunParams, StoreConfig
-from recpipe.storage import Store, partition
+from recpipe.io.layout import partition
+from recpipe.io.partitions import Store
 config, stage, dt, target = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 real_put = Store.put_bytes
 def put(self, key, data):

@@ -10,12 +10,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recpipe import aggregates, contracts, embedded, features, landing, training
+from recpipe.stages.features import daily
+from recpipe import contracts
+from devstack import seaweedfs
+from recpipe.stages import features
+from recpipe.io import landing
+from recpipe.artifacts.features import Features
+from recpipe.stages.features.window import FEATURE_WINDOWS
+from recpipe.stages.features.tables import TABLES
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import PartitionNotFound
-from recpipe.storage import Store, partition
-from recpipe.synthetic import ShopSpec, generate
+from recpipe.io.layout import partition
+from recpipe.io.partitions import Store
+from recpipe.sources.synthetic import ShopSpec, generate
 
 pytestmark = pytest.mark.s3
 
@@ -41,7 +49,7 @@ def shop(store):
 
 def _fresh_store(s3_server) -> Store:
     base, creds = s3_server
-    s = Store(embedded.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
+    s = Store(seaweedfs.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
     s.ensure_bucket()
     return s
 
@@ -102,9 +110,9 @@ def _reference(store: Store, dt: str) -> dict:
     ref["purchased"] = buys.group_by(["u", "i"]).aggregate([("ts", "max")]).sort_by(key)
     age = pc.divide(pc.cast(pc.subtract(pa.scalar(start, t["ts"].type), past["ts"]), pa.int64()).cast(pa.float64()),
                     86_400e6)
-    decayed = pc.multiply(past["w"], pc.power(0.5, pc.divide(age, aggregates.POPULARITY_HALF_LIFE_DAYS)))
+    decayed = pc.multiply(past["w"], pc.power(0.5, pc.divide(age, daily.POPULARITY_HALF_LIFE_DAYS)))
     ref["popularity"] = (past["i"].to_numpy(), decayed.to_numpy())
-    for n in features.FEATURE_WINDOWS:
+    for n in FEATURE_WINDOWS:
         since = pa.scalar(end - timedelta(days=n), t["ts"].type)
         recent = t.filter(pc.greater_equal(t["ts"], since))
         for side in ("u", "i"):
@@ -123,7 +131,7 @@ def test_daily_runs_equal_a_full_recomputation_from_the_events(shop):
         assert result.rebuilt == [dt]  # a daily run aggregates its own day only
     dt = dates[-1]
     ref = _reference(store, dt)
-    got = {name: _read(store, dt, name) for name in features.TABLES}
+    got = {name: _read(store, dt, name) for name in TABLES}
 
     inter = got["interactions"]
     assert inter.column_names == ["user_idx", "item_idx", "weight", "n_events", "last_ts"]
@@ -149,7 +157,7 @@ def test_daily_runs_equal_a_full_recomputation_from_the_events(shop):
     # user and item features: counts per type and window, distinct items/categories, rates
     uf, itf = got["user_features"], got["item_features"]
     assert uf["user_idx"].equals(users["user_idx"]) and itf["item_idx"].equals(items["item_idx"])
-    for n in features.FEATURE_WINDOWS:
+    for n in FEATURE_WINDOWS:
         for table, side, key in ((uf, "u", "user_idx"), (itf, "i", "item_idx")):
             for etype in contracts.EVENT_TYPES:
                 want = [ref[(side, n)].get((k, etype), 0) for k in table[key].to_pylist()]
@@ -200,7 +208,7 @@ def test_daily_runs_equal_a_full_recomputation_from_the_events(shop):
     assert ex.sort_by([("user_idx", "ascending"), ("item_idx", "ascending")]).equals(ex)
 
     # the consumers' view is unchanged
-    data = training.load_training_data(store, dt)
+    data = Features(store, dt).training_data()
     assert len(data.users) == inter.num_rows and len(data.popularity) == data.n_items == n_items
 
 

@@ -6,17 +6,19 @@ from datetime import date
 
 import pyarrow.compute as pc
 
-from recpipe import landing, pipeline, privacy
+from recpipe.io import landing
+from recpipe import pipeline, sources
+from recpipe import privacy
 from recpipe.config import RunParams
 from recpipe.contracts import EVENTS, USERS
-from recpipe.synthetic import ShopSpec
+from recpipe.sources.synthetic import ShopSpec
 
 KEY = "a-test-key-of-32-characters-long"
 
 
 def test_clean_events_features_and_profiles_hold_only_pseudonyms(store, monkeypatch):
     monkeypatch.setenv(privacy.ENV, KEY)
-    dates = pipeline.seed(store, ShopSpec(users=100, items=80, days=2, seed=5, start=date(2024, 6, 1)))
+    dates = sources.seed(store, ShopSpec(users=100, items=80, days=2, seed=5, start=date(2024, 6, 1)))
     for dt in dates:
         pipeline.validate(store, dt, RunParams())
     pipeline.features(store, dates[-1], RunParams())

@@ -8,10 +8,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recpipe import pipeline, publish
+from recpipe import pipeline, sources
+from recpipe.stages import publish
 from recpipe.config import RunParams
 from recpipe.errors import PartitionNotFound
-from recpipe.synthetic import ShopSpec
+from recpipe.sources.synthetic import ShopSpec
 
 SPEC = ShopSpec(users=300, items=120, days=3, seed=5, start=date(2024, 6, 1))
 
@@ -19,7 +20,7 @@ SPEC = ShopSpec(users=300, items=120, days=3, seed=5, start=date(2024, 6, 1))
 @pytest.fixture
 def day(store):
     """Three validated days; features, a trained MF candidate and the gate's decision for the last."""
-    dates = pipeline.seed(store, SPEC)
+    dates = sources.seed(store, SPEC)
     params = RunParams(epochs=1)
     for dt in dates:
         pipeline.validate(store, dt, params)
@@ -27,7 +28,7 @@ def day(store):
     pipeline.features(store, dt, params)
     pipeline.train(store, dt, params)
     pipeline.evaluate(store, dt, params)
-    pipeline.apply_gate(store, dt)
+    pipeline.gate(store, dt, RunParams())
     return store, dt
 
 

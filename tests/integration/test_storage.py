@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from recpipe.errors import CorruptObjectError, PartitionNotFound, StorageError
-from recpipe.storage import Store
+from recpipe.io.partitions import Store
 
 
 def _table(n: int) -> pa.Table:

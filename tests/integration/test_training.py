@@ -7,10 +7,14 @@ from datetime import date
 import numpy as np
 import pytest
 
-from recpipe import pipeline, registry, training
+from recpipe import pipeline, sources
+from recpipe.artifacts import registry
+from recpipe.stages import train
+from recpipe.artifacts.features import Features
+from recpipe.models.keras_fit import setup_device
 from recpipe.config import RunParams
 from recpipe.errors import ConfigError
-from recpipe.synthetic import ShopSpec
+from recpipe.sources.synthetic import ShopSpec
 
 SPEC = ShopSpec(users=300, items=120, days=4, seed=3, start=date(2024, 5, 1))
 
@@ -18,7 +22,7 @@ SPEC = ShopSpec(users=300, items=120, days=4, seed=3, start=date(2024, 5, 1))
 @pytest.fixture
 def shop(store):
     """Four seeded days, validated, with features for the last two."""
-    dates = pipeline.seed(store, SPEC)
+    dates = sources.seed(store, SPEC)
     params = RunParams(epochs=2)
     for dt in dates:
         pipeline.validate(store, dt, params)
@@ -58,15 +62,15 @@ def test_warm_start_from_a_champion_of_another_shape_says_how_to_fix_it(shop):
     store, day3, day4 = shop
     registry.promote(store, pipeline.train(store, day3, RunParams(model="mf", epochs=1, embedding_dim=8)), day3, "t")
     with pytest.raises(ConfigError, match="warm_start=false"):
-        training.train(store, day4, RunParams(model="mf", epochs=1, embedding_dim=16, warm_start=True))
+        train.train(store, day4, RunParams(model="mf", epochs=1, embedding_dim=16, warm_start=True))
 
 
 def test_saved_model_scores_as_before_saving(shop):
     store, day3, _ = shop
-    data = training.load_training_data(store, day3)
+    data = Features(store, day3).training_data()
     for name in ("mf", "sasrec", "two_tower", "popularity"):
         params = RunParams(model=name, epochs=1, seed=2)
-        training.setup_device(params.seed)
+        setup_device(params.seed)
         from recpipe.models import model_class
 
         model = model_class(name)()
@@ -79,7 +83,7 @@ def test_saved_model_scores_as_before_saving(shop):
 
 @pytest.mark.parametrize("name", ["two_tower", "sasrec"])
 def test_every_model_runs_the_whole_pipeline(shop, name):
-    from recpipe import publish
+    from recpipe.stages import publish
 
     store, _, day4 = shop
     out = pipeline.run(store, day4, RunParams(model=name, epochs=2, top_k=3))
@@ -116,7 +120,7 @@ def test_corrupt_features_and_models_are_reported_then_rebuilt(shop):
 def test_a_champion_older_than_some_users_is_judged_with_the_fallback_for_them(store):
     """Day 3's candidate was rejected, so day 4 still compares against day 2's champion,
     which has never seen the users who arrived on day 3."""
-    d1, d2, d3, d4 = pipeline.seed(store, SPEC)
+    d1, d2, d3, d4 = sources.seed(store, SPEC)
     params = RunParams(model="mf", epochs=1)
     for dt in (d1, d2, d3, d4):
         pipeline.validate(store, dt, params)

@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recpipe import aggregates, contracts
-from recpipe.aggregates import Vocab, compute_daily, load_vocab, save_vocab
+from recpipe.stages.features import arrays, daily
+from recpipe import contracts
+from recpipe.stages.features.daily import compute_daily
+from recpipe.stages.features.vocab import Vocab, load_vocab, save_vocab
 from recpipe.errors import ConcurrentUpdate
-from recpipe.storage import ANY
+from recpipe.io.partitions import ANY
 
 DT = "2024-05-02"
 START_US = int(datetime(2024, 5, 2, tzinfo=timezone.utc).timestamp() * 1_000_000)
@@ -29,8 +31,8 @@ def _events(n: int, seed: int = 0):
 def test_daily_aggregates_match_a_naive_group_by():
     u, i, c, ts = _events(3_000)
     out = compute_daily(u, i, c, ts, DT, sequence_length=5)
-    w = aggregates.WEIGHTS[c]
-    t = pa.table({"u": u, "i": i, "c": c, "w": w, "ts": ts, "buy": np.where(c == aggregates.PURCHASE, ts, -1)})
+    w = daily.WEIGHTS[c]
+    t = pa.table({"u": u, "i": i, "c": c, "w": w, "ts": ts, "buy": np.where(c == daily.PURCHASE, ts, -1)})
     ref = t.group_by(["u", "i"]).aggregate([("w", "sum"), ("w", "count"), ("ts", "max"), ("buy", "max")]).sort_by(
         [("u", "ascending"), ("i", "ascending")])
     pairs = out["pairs"]
@@ -41,7 +43,7 @@ def test_daily_aggregates_match_a_naive_group_by():
     assert pc.cast(pairs["last_ts"], pa.int64()).to_pylist() == ref["ts_max"].to_pylist()
     buy = [None if b < 0 else b for b in ref["buy_max"].to_pylist()]
     assert pc.cast(pairs["last_purchase_ts"], pa.int64()).to_pylist() == buy
-    per_type = sum(pairs[col].to_numpy() for col in aggregates.TYPE_COLUMNS)
+    per_type = sum(pairs[col].to_numpy() for col in daily.TYPE_COLUMNS)
     assert per_type.tolist() == pairs["n_events"].to_pylist()
 
     users = out["users"]
@@ -55,7 +57,7 @@ def test_daily_aggregates_match_a_naive_group_by():
     assert items["item_idx"].to_pylist() == ref_i["i"].to_pylist()
     assert items["n_events"].to_pylist() == ref_i["w_count"].to_pylist()
     assert items["n_users"].to_pylist() == ref_i["u_count_distinct"].to_pylist()
-    decayed = np.bincount(i, w * np.exp2((ts - START_US) / (7 * aggregates.DAY_US)), minlength=25)
+    decayed = np.bincount(i, w * np.exp2((ts - START_US) / (7 * daily.DAY_US)), minlength=25)
     np.testing.assert_allclose(items["decayed"].to_numpy(), decayed[items["item_idx"].to_numpy()], rtol=1e-12)
 
     # sequences: per user the last 5 events by (ts, event type, item)
@@ -150,5 +152,5 @@ def test_a_vocabulary_written_before_first_dt_counts_as_known_since_always():
 
 def test_unique_is_sorted_distinct():
     x = np.array([5, 1, 5, 3, 1], np.int64)
-    assert aggregates.unique(x).tolist() == [1, 3, 5]
-    assert aggregates.unique(x[:0]).tolist() == []
+    assert arrays.unique(x).tolist() == [1, 3, 5]
+    assert arrays.unique(x[:0]).tolist() == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 import pytest
 
-from recpipe import contracts, movielens
+from recpipe import contracts
+from recpipe.sources import movielens
 from recpipe.errors import DataError
 
 from tests.conftest import SHARED_DATA

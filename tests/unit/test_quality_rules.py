@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from recpipe import contracts
-from recpipe.landing import conform
-from recpipe.quality import row_reasons
+from recpipe.io.landing import conform
+from recpipe.stages.validate import row_reasons
 
 import pytest
 

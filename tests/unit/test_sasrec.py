@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from recpipe.config import RunParams
+from recpipe.models import FitConfig
 from recpipe.models import TrainingData, model_class
-from recpipe.models.sasrec import SASRec, histories, windows
-from recpipe.training import setup_device
+from recpipe.models.sasrec import SASRec
+from recpipe.models.sequences import histories, windows
+from recpipe.models.keras_fit import setup_device
 
 N_ITEMS, N_USERS, LENGTH = 12, 48, 8
-PARAMS = RunParams(model="mf", embedding_dim=16, epochs=20, batch_size=16, learning_rate=0.01, seed=3)
+PARAMS = FitConfig(embedding_dim=16, epochs=20, batch_size=16, learning_rate=0.01, seed=3)
 
 
 def walks() -> TrainingData:

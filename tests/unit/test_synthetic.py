@@ -3,8 +3,8 @@
 import pyarrow.compute as pc
 
 from recpipe import contracts
-from recpipe.quality import row_reasons
-from recpipe.synthetic import ShopSpec, generate
+from recpipe.stages.validate import row_reasons
+from recpipe.sources.synthetic import ShopSpec, generate
 
 SMALL = ShopSpec(users=300, items=120, days=4, seed=3)
 

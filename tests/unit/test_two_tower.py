@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recpipe.config import RunParams
+from recpipe.models import FitConfig
 from recpipe.models import TrainingData, model_class
 from recpipe.models.base import ITEM_FEATURES
 from recpipe.models.two_tower import TwoTower
-from recpipe.training import setup_device
+from recpipe.models.keras_fit import setup_device
 
 GROUPS, N_USERS, N_ITEMS, PER_USER = 4, 200, 80, 8
-PARAMS = RunParams(model="two_tower", embedding_dim=16, epochs=12, batch_size=128, learning_rate=0.01, seed=4)
+PARAMS = FitConfig(embedding_dim=16, epochs=12, batch_size=128, learning_rate=0.01, seed=4)
 
 
 def shop(n_users: int = N_USERS) -> TrainingData:

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from recpipe.config import RunParams
+from recpipe.models import FitConfig
 from recpipe.errors import ConfigError
 from recpipe.models import TrainingData
 from recpipe.models.base import grow_weights
 from recpipe.models.mf import MatrixFactorization, build
-from recpipe.training import setup_device
+from recpipe.models.keras_fit import setup_device
 
 GROUPS = 8
-PARAMS = RunParams(model="mf", embedding_dim=16, epochs=15, batch_size=256, learning_rate=0.01, seed=5)
+PARAMS = FitConfig(embedding_dim=16, epochs=15, batch_size=256, learning_rate=0.01, seed=5)
 
 
 def clustered(n_users: int, n_items: int, per_user: int, seed: int) -> TrainingData:

@@ -26,10 +26,17 @@ are excluded, and a relevant user with no recommendation scores 0. With ``rel`` 
 with ``users``, the mean of per-user AUCs over users having a positive and a negative.
 
 ``evaluate(truth, recs, k)`` returns the ranking metrics as ``{"ndcg@10": ..., "users": n}``.
+
+Tables whose columns have other names say so, as in Microsoft Recommenders:
+``evaluate(truth, recs, 10, col_user="user_idx", col_item="item_idx")``. Every function
+taking tables accepts ``col_user``, ``col_item``, ``col_rank`` and ``col_count``
+(:func:`with_columns` checks and renames them).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -68,15 +75,40 @@ def table(df: pd.DataFrame | pa.Table, name: str, columns: tuple[str, ...]) -> p
     return df[list(columns)]
 
 
+#: table argument → (what it is called in errors, its canonical columns)
+TABLE_ARGS = {"truth": ("truth", TRUTH), "recs": ("recommendations", RECS), "popularity": ("popularity", POPULARITY)}
+
+
+def with_columns(fn: Callable) -> Callable:
+    """Give ``fn`` the keyword arguments ``col_user``, ``col_item``, ``col_rank``, ``col_count``:
+    its table arguments (``truth``, ``recs``, ``popularity``) are checked for those columns and
+    renamed to the canonical ``user_id``, ``item_id``, ``rank``, ``count`` before the call."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, col_user: str = "user_id", col_item: str = "item_id", col_rank: str = "rank",
+                col_count: str = "count", **kwargs):
+        given = {"user_id": col_user, "item_id": col_item, "rank": col_rank, "count": col_count}
+        canonical = {v: k for k, v in given.items()}
+        bound = signature.bind(*args, **kwargs)
+        for arg, (label, columns) in TABLE_ARGS.items():
+            if bound.arguments.get(arg) is not None:
+                df = table(bound.arguments[arg], label, tuple(given[c] for c in columns))
+                bound.arguments[arg] = df.rename(columns=canonical)
+        return fn(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
 def _check_k(k: int) -> None:
     if k < 1:
         raise DataError(f"k must be >= 1, got {k}.")
 
 
+@with_columns
 def top(recs: pd.DataFrame | pa.Table, k: int) -> pd.DataFrame:
     """(user_id, item_id, rank) of each user's first k items, rank renumbered 1..k by position."""
     _check_k(k)
-    recs = table(recs, "recommendations", RECS)
     if recs.duplicated(["user_id", "item_id"]).any():
         raise DataError("recommendations list an item twice for the same user; dedupe before evaluating.")
     recs = recs.sort_values(["user_id", "rank"], kind="stable")
@@ -86,9 +118,10 @@ def top(recs: pd.DataFrame | pa.Table, k: int) -> pd.DataFrame:
                          "rank": position[keep]})
 
 
+@with_columns
 def rank_hits(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: int) -> Hits:
     """Join the top-k of ``recs`` with ``truth`` once; every ranking metric reads the result."""
-    truth = table(truth, "truth", TRUTH).drop_duplicates()
+    truth = truth.drop_duplicates()
     best = top(recs, k)
     n_rel = truth.groupby("user_id").size()
     hits = best.merge(truth, on=["user_id", "item_id"]).sort_values(["user_id", "rank"], kind="stable")
@@ -147,15 +180,16 @@ METRICS: dict[str, Callable[[Hits], float]] = {
 }
 
 
+@with_columns
 def coverage(recs: pd.DataFrame | pa.Table, n_items: int, k: int) -> float:
     """Share of the catalog's ``n_items`` that appear in anyone's top-k."""
     best = top(recs, k)
     return float(best["item_id"].nunique() / n_items) if n_items else 0.0
 
 
+@with_columns
 def novelty(recs: pd.DataFrame | pa.Table, popularity: pd.DataFrame | pa.Table, k: int) -> float:
     """Mean over users of the mean −log2(count_i / Σ count) of their top-k items."""
-    popularity = table(popularity, "popularity", POPULARITY)
     best = top(recs, k)
     if best.empty:
         return 0.0
@@ -201,15 +235,12 @@ def auc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray | None = None)
     return float(per_group.mean())
 
 
+@with_columns
 def evaluate(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: int,
              n_items: int | None = None, popularity: pd.DataFrame | pa.Table | None = None) -> dict[str, float]:
     """Every metric of :data:`METRICS` at ``k``, ``coverage@k`` when ``n_items`` is given,
     ``novelty@k`` when ``popularity`` is; ``users``: how many users the averages ran over."""
     _check_k(k)
-    table(truth, "truth", TRUTH)
-    table(recs, "recommendations", RECS)
-    if popularity is not None:
-        table(popularity, "popularity", POPULARITY)
     h = rank_hits(truth, recs, k)
     out = {f"{name}@{k}": fn(h) for name, fn in METRICS.items()}
     if n_items is not None:

@@ -1,30 +1,33 @@
-"""Recommendation models behind one interface (``base.Recommender``), by name."""
+"""Recommendation models behind one contract (``base.Recommender``), by name.
+
+    base        the contract: TrainingData, FitConfig, Recommender, shared helpers
+    keras_fit   device, pointwise input pipeline, the compile/fit/early-stopping loop
+    sequences   histories as padded item sequences
+    popularity, mf, sasrec, two_tower: one module per model
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from recpipe.errors import ConfigError
-from recpipe.models.base import Recommender, TrainingData
+from recpipe.models.base import FitConfig, Recommender, TrainingData
+
+#: name → (module, class). Modules are imported on first use: TensorFlow only for TF models.
+REGISTRY = {
+    "mf": ("recpipe.models.mf", "MatrixFactorization"),
+    "popularity": ("recpipe.models.popularity", "Popularity"),
+    "sasrec": ("recpipe.models.sasrec", "SASRec"),
+    "two_tower": ("recpipe.models.two_tower", "TwoTower"),
+}
 
 
 def model_class(name: str) -> type[Recommender]:
-    """The class registered under ``name``; TensorFlow is imported only for TF models."""
-    if name == "popularity":
-        from recpipe.models.popularity import Popularity
-
-        return Popularity
-    if name == "mf":
-        from recpipe.models.mf import MatrixFactorization
-
-        return MatrixFactorization
-    if name == "sasrec":
-        from recpipe.models.sasrec import SASRec
-
-        return SASRec
-    if name == "two_tower":
-        from recpipe.models.two_tower import TwoTower
-
-        return TwoTower
-    raise ConfigError(f"unknown model {name!r}: choose one of mf, popularity, sasrec, two_tower.")
+    """The class registered under ``name``."""
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(REGISTRY)}.")
+    module, cls = REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["Recommender", "TrainingData", "model_class"]
+__all__ = ["REGISTRY", "FitConfig", "Recommender", "TrainingData", "model_class"]

@@ -1,19 +1,22 @@
-"""The one interface every model implements: fit on feature tables, score users × items, save/load."""
+"""The contract every model implements: fit on feature tables, score users × items, save/load.
+
+Models know nothing of the pipeline: they take :class:`TrainingData` (dense indices) and a
+:class:`FitConfig` (only the knobs training uses), and never import a stage or storage.
+"""
 
 from __future__ import annotations
 
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import zlib
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe.config import RunParams
+from recpipe.errors import ConfigError
 
 
 #: Content features of an item, each hashed into FEATURE_BUCKETS (stable across dates and runs).
@@ -49,8 +52,25 @@ def item_feature_codes(items: pa.Table) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class FitConfig:
+    """The knobs of training, and nothing else (the pipeline's ``RunParams`` maps onto it).
+
+    epochs: most epochs (early stopping may end sooner); embedding_dim: d of every
+    embedding; negatives: sampled negatives per positive (pointwise models);
+    batch_size, learning_rate: of the Adam optimiser; seed: same seed and data → same model.
+    """
+
+    epochs: int = 8
+    embedding_dim: int = 32
+    negatives: int = 4
+    batch_size: int = 1024
+    learning_rate: float = 0.01
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class TrainingData:
-    """What a model learns from, as dense indices (see ``recpipe.features``).
+    """What a model learns from, as dense indices (see ``recpipe.stages.features``).
 
     users, items, weights: (n_interactions,) — one row per (user, item) pair seen before D.
     popularity: (n_items,) — time-decayed interaction weight per item.
@@ -78,7 +98,7 @@ class Recommender(ABC):
     name: str
 
     @abstractmethod
-    def fit(self, data: TrainingData, params: RunParams, initial: "Recommender | None" = None) -> dict[str, Any]:
+    def fit(self, data: TrainingData, config: FitConfig, initial: "Recommender | None" = None) -> dict[str, Any]:
         """Train; returns a summary (epochs run, best validation metrics, per-epoch history).
 
         ``initial``: a model of the same kind trained on an earlier date (continual training):
@@ -106,15 +126,6 @@ class Recommender(ABC):
         """Inverse of :meth:`save`; scores identically."""
 
 
-def summarize(history: Any, monitor: str = "val_loss") -> dict[str, Any]:
-    """A Keras ``History`` as fit's summary: epochs run, the best epoch (by ``monitor``,
-    the one EarlyStopping restored), every metric at that epoch, and the per-epoch history."""
-    hist = {k: [float(x) for x in v] for k, v in history.history.items()}
-    best = int(np.argmin(hist[monitor]))
-    return {"epochs": len(hist["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist.items()},
-            "history": hist}
-
-
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """σ, elementwise, float32 (the ``link`` of models scoring σ(logit))."""
     with np.errstate(over="ignore"):
@@ -139,8 +150,6 @@ def grow_weights(new, old) -> list[str]:
     the weights that grew. Raises ``ConfigError`` when the shapes do not line up otherwise
     (e.g. another ``embedding_dim``): then warm start makes no sense.
     """
-    from recpipe.errors import ConfigError
-
     old_weights = {w.path: w for w in old.weights}
     grown = []
     for w in new.weights:

@@ -1,7 +1,7 @@
 """Matrix factorisation σ(uᵀv + b_i), the classic baseline, in Keras 3.
 
 Trained pointwise with binary cross-entropy: every (user, item) pair seen before D is a
-positive, ``params.negatives`` items drawn uniformly per positive are negatives, drawn
+positive, ``config.negatives`` items drawn uniformly per positive are negatives, drawn
 afresh in every batch by the ``tf.data`` pipeline. 5% of the positives (with their own
 negatives) are the validation split for early stopping.
 """
@@ -12,19 +12,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+from keras import layers
 
-from recpipe.config import RunParams
-from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items, sigmoid, summarize
+from recpipe.models import keras_fit
+from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weights, pad_items, sigmoid
 
 log = logging.getLogger(__name__)
 
 
 def build(n_users: int, n_items: int, dim: int, l2: float = 1e-6):
     """The Keras graph: inputs user (B,), item (B,) int32 → probability (B,)."""
-    import keras
-    from keras import layers
-
     user = keras.Input(shape=(), dtype="int32", name="user")
     item = keras.Input(shape=(), dtype="int32", name="item")
     reg = keras.regularizers.L2(l2)
@@ -43,34 +42,17 @@ class MatrixFactorization(Recommender):
         self.model = model
         self._cached: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
-        import keras
-
-        from recpipe.training import EpochLogger, dataset
-
-        self.model = build(data.n_users, data.n_items, params.embedding_dim)
+    def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
+        self.model = build(data.n_users, data.n_items, config.embedding_dim)
         self._cached = None
         if initial is not None:
             log.info("mf: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
-        self.model.compile(
-            optimizer=keras.optimizers.Adam(params.learning_rate),
-            loss="binary_crossentropy",
-            metrics=[keras.metrics.AUC(name="auc")],
-        )
-        train, val = dataset(data, params)
-        history = self.model.fit(
-            train,
-            validation_data=val,
-            epochs=params.epochs,
-            verbose=0,
-            shuffle=False,  # tf.data already shuffles
-            callbacks=[
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
-                EpochLogger(params.epochs),
-            ],
-        )
+        train, val = keras_fit.pointwise(data, config)
+        summary = keras_fit.fit(self.model, train, val, config.epochs,
+                                optimizer=keras.optimizers.Adam(config.learning_rate),
+                                loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
         self._cached = None  # weights changed: re-read on next use
-        return summarize(history)
+        return summary
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """U (n_users, dim), V (n_items, dim), b (n_items,) float32, read from Keras once."""
@@ -108,6 +90,4 @@ class MatrixFactorization(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> "MatrixFactorization":
-        import keras
-
         return cls(keras.models.load_model(directory / "model.keras"))

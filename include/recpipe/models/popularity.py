@@ -1,7 +1,7 @@
 """Time-decayed popularity: the baseline every model must beat, and the cold-start fallback.
 
 No TensorFlow: the score of an item is its interaction weight before D, halved every
-``recpipe.features.POPULARITY_HALF_LIFE_DAYS`` days; every user gets the same ranking.
+``POPULARITY_HALF_LIFE_DAYS`` (``recpipe.stages.features.daily``) days; every user gets the same ranking.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from recpipe.config import RunParams
-from recpipe.models.base import Recommender, TrainingData, pad_items
+from recpipe.models.base import FitConfig, Recommender, TrainingData, pad_items
 
 
 class Popularity(Recommender):
@@ -21,7 +20,7 @@ class Popularity(Recommender):
     def __init__(self, popularity: np.ndarray | None = None):
         self.popularity = popularity
 
-    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
+    def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
         self.popularity = data.popularity.astype(np.float32)
         return {"epochs": 0, "items_with_signal": int((self.popularity > 0).sum())}
 

@@ -19,11 +19,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+from keras import layers, ops
 
-from recpipe.config import RunParams
-from recpipe.errors import DataError
-from recpipe.models.base import Recommender, TrainingData, grow_weights, pad_items, summarize
+from recpipe.models import keras_fit
+from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weights, pad_items
+from recpipe.models.sequences import histories, pad_left, windows
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,6 @@ def build(n_items: int, max_len: int = MAX_LEN, dim: int = 64, blocks: int = NUM
 
     Layer "encoded" holds the final hidden states (B, L, d); "item_embedding" E is (V, d).
     """
-    import keras
-    from keras import layers, ops
-
     seq = keras.Input(shape=(max_len,), dtype="int32", name="seq")
     items = layers.ReversibleEmbedding(
         n_items + 1, dim, embeddings_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
@@ -67,36 +67,6 @@ def build(n_items: int, max_len: int = MAX_LEN, dim: int = 64, blocks: int = NUM
     return keras.Model(seq, logits, name="sasrec")
 
 
-def histories(data: TrainingData) -> list[np.ndarray]:
-    """Per user (n_users entries): their item indices + 1, oldest first (last_ts, then item)."""
-    if data.last_ts is None:
-        raise DataError("sasrec needs TrainingData.last_ts (when each item was touched) to order histories.")
-    order = np.lexsort((data.items, data.last_ts, data.users))
-    items = data.items[order].astype(np.int32) + 1
-    bounds = np.searchsorted(data.users[order], np.arange(data.n_users + 1))
-    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def pad_left(rows: list[np.ndarray], length: int) -> np.ndarray:
-    """(len(rows), length) int32: the last ``length`` entries of each row, 0-padded on the left."""
-    out = np.zeros((len(rows), length), dtype=np.int32)
-    for i, row in enumerate(rows):
-        row = row[-length:]
-        out[i, length - len(row):] = row
-    return out
-
-
-def windows(hists: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training pairs (x, y), each (n_windows, L): y[t] is the item that follows x[t] (0 = none)."""
-    xs, ys = [], []
-    for h in hists:
-        for end in range(len(h) - 1, 0, -length):
-            start = max(0, end - length)
-            xs.append(h[start:end])
-            ys.append(h[start + 1:end + 1])
-    return pad_left(xs, length), pad_left(ys, length)
-
-
 class SASRec(Recommender):
     name = "sasrec"
 
@@ -106,13 +76,8 @@ class SASRec(Recommender):
         self.max_len, self.blocks, self.heads, self.dropout = max_len, blocks, heads, dropout
         self._encoder = None
 
-    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
-        import keras
-        import tensorflow as tf
-
-        from recpipe.training import EpochLogger
-
-        keras.utils.set_random_seed(params.seed)
+    def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
+        keras.utils.set_random_seed(config.seed)
         L, hists = self.max_len, histories(data)
         held = [len(h) >= 3 for h in hists]  # the last item of these users validates
         x, y = windows([h[:-1] if v else h for h, v in zip(hists, held)], L)
@@ -120,26 +85,20 @@ class SASRec(Recommender):
         val_y = np.zeros_like(val_x)
         val_y[:, -1] = [h[-1] for h, v in zip(hists, held) if v]
         train = (tf.data.Dataset.from_tensor_slices((x, y))
-                 .shuffle(len(x), seed=params.seed, reshuffle_each_iteration=True)
-                 .batch(params.batch_size).prefetch(tf.data.AUTOTUNE))
-        val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(params.batch_size) if len(val_x) else None
-        monitor = "val_loss" if val is not None else "loss"
+                 .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+                 .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
+        val = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(config.batch_size) if len(val_x) else None
 
-        self.model = build(data.n_items, L, params.embedding_dim, self.blocks, self.heads, self.dropout, params.seed)
+        self.model = build(data.n_items, L, config.embedding_dim, self.blocks, self.heads, self.dropout, config.seed)
         if initial is not None:
             log.info("sasrec: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
-        self.model.compile(
-            optimizer=keras.optimizers.Adam(params.learning_rate, beta_2=0.98),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
-        )
         log.info("sasrec: %d training windows of %d, %d validation users", len(x), L, len(val_x))
-        history = self.model.fit(
-            train, validation_data=val, epochs=params.epochs, verbose=0, shuffle=False,
-            callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, patience=PATIENCE, restore_best_weights=True),
-                       EpochLogger(params.epochs)],
-        )
+        summary = keras_fit.fit(
+            self.model, train, val, config.epochs, patience=PATIENCE,
+            optimizer=keras.optimizers.Adam(config.learning_rate, beta_2=0.98),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
         self.sequences, self._encoder = pad_left(hists, L), None
-        return summarize(history, monitor)
+        return summary
 
     def with_history(self, data: TrainingData) -> "SASRec":
         """The same network, scoring from the histories in ``data`` (e.g. newer interactions)."""
@@ -157,8 +116,6 @@ class SASRec(Recommender):
     def _logits(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32: hidden state after each user's latest item · Eᵀ."""
         if self._encoder is None:
-            import keras
-
             self._encoder = keras.Model(self.model.input, self.model.get_layer("encoded").output)
         seqs = self._rows(users)
         emb = self.model.get_layer("item_embedding").embeddings.numpy()[1:]
@@ -181,7 +138,5 @@ class SASRec(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> "SASRec":
-        import keras
-
         model = keras.models.load_model(directory / "model.keras", compile=False)
         return cls(model, np.load(directory / "sequences.npy"), max_len=model.input_shape[1])

@@ -10,24 +10,26 @@ dense layers → u (d). Item tower: id embedding ⊕ embeddings of its hashed co
 Row 0 of each id embedding is "unknown": during training ids are dropped to 0 with
 probability ``ID_DROPOUT``, so a user the model never saw is scored from their history (or,
 with none, as an average user) and an item it never saw from its content features alone.
-Pointwise training with ``params.negatives`` uniform negatives per positive, as MF; the
+Pointwise training with ``config.negatives`` uniform negatives per positive, as MF; the
 purchase head learns from ``TrainingData.purchased``. The target item is masked out of the
 history fed with it, so the model learns to predict, not to copy the history.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+from keras import layers, ops
 
-from recpipe.config import RunParams
-from recpipe.models.base import (FEATURE_BUCKETS, ITEM_FEATURES, Recommender, TrainingData, grow_weights,
-                                 pad_items, sigmoid, summarize)
-from recpipe.models.sasrec import histories, pad_left
+from recpipe.models import keras_fit
+from recpipe.models.base import (FEATURE_BUCKETS, ITEM_FEATURES, FitConfig, Recommender, TrainingData, grow_weights,
+                                 pad_items, sigmoid)
+from recpipe.models.sequences import histories, pad_left
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,13 @@ def build(n_users: int, n_items: int, dim: int, history: int = HISTORY, seed: in
 
     Sub-models for scoring: layers "user_vector" (B, d), "purchase_vector" (B, d), "item_vector" (B, d).
     """
-    import keras
-    from keras import layers, ops
-
     user = keras.Input(shape=(), dtype="int32", name="user")
     hist = keras.Input(shape=(history,), dtype="int32", name="history")
     item = keras.Input(shape=(), dtype="int32", name="item")
     feats = keras.Input(shape=(len(ITEM_FEATURES),), dtype="int32", name="item_features")
 
     item_ids = layers.Embedding(n_items + 1, dim, name="item_embedding")
-    drop = id_dropout()(ID_DROPOUT, seed=seed, name="id_dropout")
+    drop = IdDropout(ID_DROPOUT, seed=seed, name="id_dropout")
     known_item = drop(item)
     # user tower
     real = ops.expand_dims(ops.cast(ops.not_equal(hist, 0), "float32"), -1)  # (B, H, 1)
@@ -75,30 +74,23 @@ def build(n_users: int, n_items: int, dim: int, history: int = HISTORY, seed: in
     return keras.Model({"user": user, "history": hist, "item": item, "item_features": feats}, out, name="two_tower")
 
 
-@functools.cache
-def id_dropout():
-    """The IdDropout layer class (built on first use: it subclasses a Keras class)."""
-    import keras
+@keras.saving.register_keras_serializable(package="recpipe")
+class IdDropout(keras.layers.Layer):
+    """In training, replace an id by 0 ("unknown") with probability ``rate``."""
 
-    @keras.saving.register_keras_serializable(package="recpipe")
-    class IdDropout(keras.layers.Layer):
-        """In training, replace an id by 0 ("unknown") with probability ``rate``."""
+    def __init__(self, rate: float, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, rate: float, seed: int = 0, **kwargs):
-            super().__init__(**kwargs)
-            self.rate, self.seed = rate, seed
-            self.generator = keras.random.SeedGenerator(seed)
+    def call(self, ids, training=None):
+        if not training or self.rate == 0:
+            return ids
+        keep = keras.random.uniform(keras.ops.shape(ids), seed=self.generator) >= self.rate
+        return keras.ops.where(keep, ids, keras.ops.zeros_like(ids))
 
-        def call(self, ids, training=None):
-            if not training or self.rate == 0:
-                return ids
-            keep = keras.random.uniform(keras.ops.shape(ids), seed=self.generator) >= self.rate
-            return keras.ops.where(keep, ids, keras.ops.zeros_like(ids))
-
-        def get_config(self):
-            return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-    return IdDropout
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 class TwoTower(Recommender):
@@ -110,12 +102,7 @@ class TwoTower(Recommender):
         self.item_features = item_features  # (n_items, F) int32
         self._towers: dict[str, Any] = {}  # scoring sub-models and item vectors, built once
 
-    def fit(self, data: TrainingData, params: RunParams, initial: Recommender | None = None) -> dict[str, Any]:
-        import keras
-        import tensorflow as tf
-
-        from recpipe.training import EpochLogger, dataset
-
+    def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
         self._set_tables(data)
         hist, feats = tf.constant(self.histories), tf.constant(self.item_features)
 
@@ -125,23 +112,18 @@ class TwoTower(Recommender):
             return {"user": x["user"] + 1, "item": x["item"] + 1, "history": h,
                     "item_features": tf.gather(feats, x["item"])}, y
 
-        train, val = (ds.map(add_tables) for ds in dataset(data, params, multitask=True))
-        self.model = build(data.n_users, data.n_items, params.embedding_dim, HISTORY, params.seed)
+        train, val = (ds.map(add_tables) for ds in keras_fit.pointwise(data, config, multitask=True))
+        self.model = build(data.n_users, data.n_items, config.embedding_dim, HISTORY, config.seed)
         if initial is not None:
             log.info("two_tower: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
         has_purchases = data.purchased is not None and bool(data.purchased.any())
-        self.model.compile(
-            optimizer=keras.optimizers.Adam(params.learning_rate),
+        return keras_fit.fit(
+            self.model, train, val, config.epochs,
+            optimizer=keras.optimizers.Adam(config.learning_rate),
             loss={"click": "binary_crossentropy", "purchase": "binary_crossentropy"},
             loss_weights={"click": 1.0, "purchase": 1.0 if has_purchases else 0.0},
             metrics={"click": [keras.metrics.AUC(name="auc")], "purchase": [keras.metrics.AUC(name="auc")]},
         )
-        history = self.model.fit(
-            train, validation_data=val, epochs=params.epochs, verbose=0, shuffle=False,
-            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
-                       EpochLogger(params.epochs)],
-        )
-        return summarize(history)
 
     def _set_tables(self, data: TrainingData) -> None:
         self.histories = pad_left(histories(data), HISTORY)
@@ -156,8 +138,6 @@ class TwoTower(Recommender):
 
     def _tower(self, inputs: tuple[str, str], output: str):
         """A sub-model of the network from two input layers to one layer's output (cached)."""
-        import keras
-
         if output not in self._towers:
             m = self.model
             self._towers[output] = keras.Model([m.get_layer(i).output for i in inputs], m.get_layer(output).output)
@@ -197,8 +177,9 @@ class TwoTower(Recommender):
     link = staticmethod(sigmoid)  # ``recpipe.scoring.top_k`` ranks by the click logits
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
-        """P(click), the ranking score."""
-        return sigmoid(self.logits(users, n_items))
+        """P(click), the ranking score; -inf beyond the catalog."""
+        v, b = self._items()
+        return pad_items(sigmoid(self._vectors(users) @ v.T + b), n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users)
@@ -214,8 +195,6 @@ class TwoTower(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> "TwoTower":
-        import keras
-
         model = keras.models.load_model(directory / "model.keras", compile=False,
-                                        custom_objects={"IdDropout": id_dropout()})
+                                        custom_objects={"IdDropout": IdDropout})
         return cls(model, np.load(directory / "histories.npy"), np.load(directory / "item_features.npy"))

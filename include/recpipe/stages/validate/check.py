@@ -11,7 +11,7 @@ Two levels of failure:
   about items the catalog does not list, or a failed items/users suite. Nothing is written
   to ``clean/``, and a :class:`DataQualityError` says what is wrong and where.
 
-The suites (``recpipe.expectations``) are the reviewable statement of the rules; the GX
+The suites (``suites``) are the reviewable statement of the rules; the GX
 result and an HTML page land in ``reports/quality/dt=D/``.
 """
 
@@ -25,11 +25,13 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import contracts, expectations, landing, privacy, reports
+from recpipe import contracts, privacy, reports
 from recpipe.config import RunParams
-from recpipe.errors import DataQualityError
 from recpipe.contracts import day_bounds
-from recpipe.storage import Store, partition
+from recpipe.errors import DataQualityError
+from recpipe.io import landing, layout
+from recpipe.io.partitions import Store
+from recpipe.stages.validate import suites
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,10 @@ def volume_bounds(store: Store, dt: str, params: RunParams) -> tuple[int, int, f
     """(min, max, median) allowed row count from the previous committed partitions, or None."""
     if not params.max_volume_ratio:
         return None
-    history = [d for d in store.committed_dates("clean/events") if d < dt][-VOLUME_HISTORY:]
+    history = [d for d in store.committed_dates(layout.CLEAN_EVENTS) if d < dt][-VOLUME_HISTORY:]
     if len(history) < VOLUME_MIN_HISTORY:
         return None
-    counts = [store.manifest(partition("clean/events", d))["meta"]["source_rows"] for d in history]
+    counts = [store.manifest(layout.partition(layout.CLEAN_EVENTS, d))["meta"]["source_rows"] for d in history]
     median = statistics.median(counts)
     return int(median / params.max_volume_ratio), int(median * params.max_volume_ratio) + 1, median
 
@@ -112,7 +114,7 @@ def catalog_ids(store: Store, dt: str) -> pa.Array | None:
 
 def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResult:
     """Validate ``raw/{events,items,users}/dt`` and split events into ``clean/`` and ``quarantine/``."""
-    report = f"reports/quality/dt={dt}/index.html"
+    report = layout.quality_report(dt)
     key = privacy.key_from_env()  # a bad key fails before anything is written
     try:
         events = landing.read_raw(store, "events", dt, contracts.EVENTS)
@@ -123,13 +125,13 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
     reason = row_reasons(events, dt)
     catalog = catalog_ids(store, dt)
     bounds = volume_bounds(store, dt, params)
-    gx_results = {"events": expectations.run(
-        expectations.events_suite(dt, params, bounds, catalog is not None),
-        expectations.events_frame(events, catalog), f"events-{dt}")}
+    gx_results = {"events": suites.run(
+        suites.events_suite(dt, params, bounds, catalog is not None),
+        suites.events_frame(events, catalog), f"events-{dt}")}
     for table, schema in (("items", contracts.ITEMS), ("users", contracts.USERS)):
         if landing.is_ready(store, table, dt):
             data = landing.read_raw(store, table, dt, schema)
-            gx_results[table] = expectations.run(expectations.SUITES[table](), data.to_pandas(), f"{table}-{dt}")
+            gx_results[table] = suites.run(suites.SUITES[table](), data.to_pandas(), f"{table}-{dt}")
     bad = pc.is_valid(reason)
     counts = {r["values"]: r["counts"] for r in pc.value_counts(pc.drop_null(reason)).to_pylist()}
     clean = events.filter(pc.invert(bad)).select(contracts.EVENTS.names)
@@ -146,9 +148,9 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
             report=store.url(report),
         )
     quarantine = events.filter(bad).select(contracts.EVENTS.names).append_column("reason", reason.filter(bad))
-    store.write_partition(partition("quarantine/events", dt), {"events": quarantine})
+    store.write_partition(layout.partition(layout.QUARANTINE_EVENTS, dt), {"events": quarantine})
     clean = privacy.pseudonymise(clean, key)
-    store.write_partition(partition("clean/events", dt), {"events": clean}, {"source_rows": events.num_rows})
+    store.write_partition(layout.partition(layout.CLEAN_EVENTS, dt), {"events": clean}, {"source_rows": events.num_rows})
     log.info("%s: %d clean rows, %d quarantined %s; report %s", dt, clean.num_rows,
              result.rows - result.clean_rows, counts, store.url(report))
     return result

@@ -1,4 +1,4 @@
-"""The object store: S3 objects, and partitions that commit atomically.
+"""Partitions that commit atomically: the manifest protocol (spec: docs/storage.md).
 
 A *partition* is a key prefix such as ``features/dt=2024-01-10``. Writers never leave a
 half-written partition visible: every file is uploaded under a name carrying a fresh run
@@ -6,7 +6,8 @@ id, then ``_manifest.json`` (one PUT, atomic on S3) names the files of that run 
 sizes and SHA-256 checksums. Readers go through the manifest, so they see either the old
 commit or the new one, never a mix; after the commit, the files of the replaced commit are
 deleted, and files of writers that died before committing once they are an hour old.
-Shared state (vocabularies, pointers) is written with conditional PUTs (compare-and-swap).
+Shared state (vocabularies) is committed with a conditional PUT of the manifest
+(``replaces=<run id>``: compare-and-swap).
 
     store.write_partition("features/dt=2024-01-10", {"items": table})
     table = store.read_table("features/dt=2024-01-10", "items")
@@ -16,32 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import Any, Mapping
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recpipe.config import StoreConfig
-from recpipe.errors import ConcurrentUpdate, CorruptObjectError, PartitionNotFound, StorageError
+from recpipe.errors import ConcurrentUpdate, CorruptObjectError, PartitionNotFound
+from recpipe.io.layout import MANIFEST, dates_prefix
+from recpipe.io.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "_manifest.json"
 ANY = object()  # write_files(replaces=ANY): commit whatever is committed now
-SUCCESS = "_SUCCESS"
-
-
-def partition(dataset: str, dt: str) -> str:
-    """The prefix of one date's partition: ``partition("clean/events", "2024-01-10")``."""
-    return f"{dataset}/dt={dt}"
-
 
 def _versioned(prefix: str, name: str, run_id: str) -> str:
     """``prefix/<stem>-<run id><suffix>``: every run writes fresh keys, never over a committed file."""
@@ -56,169 +47,12 @@ def table_to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-class Store:
-    """One bucket of an S3-compatible store (SeaweedFS, MinIO, AWS S3)."""
+class Store(ObjectStore):
+    """An object store whose partitions commit atomically (see the module's docstring)."""
 
     #: files of a partition that no manifest names are deleted once this old (seconds):
     #: leftovers of a writer killed before its commit
     orphan_after_s = 3600.0
-
-    def __init__(self, config: StoreConfig):
-        self.config = config
-        self.bucket = config.bucket
-
-    @cached_property
-    def s3(self):
-        """boto3 client, path-style addressing, bounded retries and timeouts."""
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.config.endpoint or None,
-            aws_access_key_id=self.config.access_key,
-            aws_secret_access_key=self.config.secret_key,
-            region_name=self.config.region,
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=120,
-            ),
-        )
-
-    @cached_property
-    def fs(self):
-        """pyarrow's S3 filesystem over the same bucket, for streaming dataset scans."""
-        from pyarrow import fs
-
-        url = urlparse(self.config.endpoint) if self.config.endpoint else None
-        return fs.S3FileSystem(
-            access_key=self.config.access_key,
-            secret_key=self.config.secret_key,
-            region=self.config.region,
-            endpoint_override=url.netloc if url else None,
-            scheme=url.scheme if url else "https",
-            connect_timeout=5,
-            request_timeout=120,
-        )
-
-    def path(self, key: str) -> str:
-        """``bucket/key``, the form pyarrow's filesystem wants."""
-        return f"{self.bucket}/{key}"
-
-    def url(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    # -- plain objects ------------------------------------------------------------------
-
-    def _call(self, what: str, fn, **kwargs):
-        """Run one boto3 call; turn connection failures into a retryable ``StorageError``."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return fn(Bucket=self.bucket, **kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise FileNotFoundError(f"s3://{self.bucket}/{kwargs.get('Key', '')}") from exc
-            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise ConcurrentUpdate(f"s3://{self.bucket}/{kwargs.get('Key', '')} was changed by another "
-                                       "writer meanwhile; retry.") from exc
-            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-                raise StorageError(
-                    f"{what} on s3://{self.bucket} was refused ({code}): check "
-                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the Airflow connection)."
-                ) from exc
-            raise StorageError(f"{what} on s3://{self.bucket} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(
-                f"{what} on s3://{self.bucket} failed: {exc}. Is the S3 endpoint "
-                f"{self.config.endpoint or 'AWS'} up? (`make up` starts the embedded one.)"
-            ) from exc
-
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist yet."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.s3.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self._call("create bucket", self.s3.create_bucket)
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._call("put", self.s3.put_object, Key=key, Body=data)
-
-    def get_bytes(self, key: str) -> bytes:
-        return self._call("get", self.s3.get_object, Key=key)["Body"].read()
-
-    def put_json(self, key: str, obj: Any) -> None:
-        self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-    def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
-
-    def get_json_versioned(self, key: str) -> tuple[Any, str | None]:
-        """(object, ETag) of a JSON object; (None, None) when it does not exist."""
-        try:
-            resp = self._call("get", self.s3.get_object, Key=key)
-        except FileNotFoundError:
-            return None, None
-        return json.loads(resp["Body"].read()), resp["ETag"]
-
-    def put_json_if(self, key: str, obj: Any, etag: str | None) -> None:
-        """PUT ``obj`` only if ``key`` is still version ``etag`` (None: only if absent).
-
-        A conditional write (S3 ``If-Match``/``If-None-Match``): raises
-        :class:`ConcurrentUpdate` when another writer got there first.
-        """
-        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-        self._call("put", self.s3.put_object, Key=key, Body=body, **cond)
-
-    def advance_pointer(self, key: str, obj: dict[str, Any], attempts: int = 20) -> bool:
-        """Point ``key`` at ``obj`` unless it already names a later ``obj["dt"]``.
-
-        Compare-and-swap, so concurrent runs (a backfill beside the daily run) can never
-        move a pointer backwards. Returns whether ``key`` now holds ``obj``.
-        """
-        for _ in range(attempts):
-            current, etag = self.get_json_versioned(key)
-            if current is not None and current.get("dt", "") > obj["dt"]:
-                return False
-            try:
-                self.put_json_if(key, obj, etag)
-                return True
-            except ConcurrentUpdate:
-                log.info("s3://%s/%s changed meanwhile; re-reading it", self.bucket, key)
-        raise ConcurrentUpdate(f"s3://{self.bucket}/{key} kept changing ({attempts} attempts); retry the task.")
-
-    def exists(self, key: str) -> bool:
-        try:
-            self._call("head", self.s3.head_object, Key=key)
-            return True
-        except FileNotFoundError:
-            return False
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """Every key under ``prefix`` (all pages), sorted."""
-        return sorted(obj["Key"] for obj in self._list(prefix))
-
-    def _list(self, prefix: str) -> list[dict[str, Any]]:
-        """Every object under ``prefix`` (all pages): boto3's dicts with Key, Size, LastModified."""
-        objects: list[dict[str, Any]] = []
-        token: dict[str, str] = {}
-        while True:
-            page = self._call("list", self.s3.list_objects_v2, Prefix=prefix, **token)
-            objects += page.get("Contents", [])
-            if not page.get("IsTruncated"):
-                return objects
-            token = {"ContinuationToken": page["NextContinuationToken"]}
-
-    def delete_keys(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            chunk = [{"Key": k} for k in keys[start : start + 1000]]
-            self._call("delete", self.s3.delete_objects, Delete={"Objects": chunk, "Quiet": True})
 
     # -- committed partitions -----------------------------------------------------------
 
@@ -355,6 +189,6 @@ class Store:
         suffix = "/" + MANIFEST
         return [
             key[len(dataset) + 4 : -len(suffix)]
-            for key in self.list_keys(f"{dataset}/dt=")
+            for key in self.list_keys(dates_prefix(dataset))
             if key.endswith(suffix) and key.count("/") == dataset.count("/") + 2
         ]

@@ -16,27 +16,29 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from recpipe.errors import DataQualityError
-from recpipe.storage import SUCCESS, Store, partition, table_to_parquet
+from recpipe.io import layout
+from recpipe.io.layout import SUCCESS
+from recpipe.io.partitions import Store, table_to_parquet
 
 log = logging.getLogger(__name__)
 
 
 def is_ready(store: Store, table: str, dt: str) -> bool:
     """True once the producer has written ``raw/<table>/dt=<dt>/_SUCCESS``."""
-    return store.exists(f"{partition('raw/' + table, dt)}/{SUCCESS}")
+    return store.exists(layout.raw_success(table, dt))
 
 
 def data_keys(store: Store, table: str, dt: str) -> list[str]:
     """The data files of a raw partition (hidden files and markers excluded)."""
-    prefix = partition("raw/" + table, dt) + "/"
+    prefix = layout.raw(table, dt) + "/"
     return [k for k in store.list_keys(prefix) if not k[len(prefix) :].startswith(("_", "."))]
 
 
 def write_raw(store: Store, table: str, dt: str, data: pa.Table) -> str:
     """Deliver a table into the landing zone as a producer would: data, then ``_SUCCESS``."""
-    prefix = partition("raw/" + table, dt)
+    prefix = layout.raw(table, dt)
     store.put_bytes(f"{prefix}/part-0.parquet", table_to_parquet(data))
-    store.put_bytes(f"{prefix}/{SUCCESS}", b"")
+    store.put_bytes(layout.raw_success(table, dt), b"")
     return prefix
 
 
@@ -55,7 +57,7 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
     Columns the contract does not name are kept after the contract's columns (recorded in
     the quality report); optional contract columns that are absent are added as nulls.
     """
-    where = f"s3://{store.bucket}/{partition('raw/' + table, dt)}/"
+    where = f"s3://{store.bucket}/{layout.raw(table, dt)}/"
     keys = data_keys(store, table, dt)
     if not keys:
         raise DataQualityError(f"raw/{table} for {dt} is empty: no data file under {where}.")
@@ -144,5 +146,5 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
 
 def ready_dates(store: Store, table: str) -> list[str]:
     """Dates of ``raw/<table>`` whose producer has written ``_SUCCESS``, ascending."""
-    prefix = f"raw/{table}/dt="
+    prefix = layout.dates_prefix(f"raw/{table}")
     return [k[len(prefix) : -len(SUCCESS) - 1] for k in store.list_keys(prefix) if k.endswith("/" + SUCCESS)]

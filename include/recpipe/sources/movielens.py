@@ -23,9 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import contracts, landing
+from recpipe import contracts
 from recpipe.errors import DataError
-from recpipe.storage import Store
+from recpipe.io import landing
+from recpipe.io.partitions import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,22 +17,19 @@ import logging
 import os
 import secrets
 import shlex
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-from recpipe import embedded
+from devstack import airflow, process, seaweedfs
+from devstack.airflow import CONSUMER_DAG_ID, DAG_ID, AirflowAPI, run_dag
 
-log = logging.getLogger("recpipe.stack")
+__all__ = ["API_PORT", "CONSUMER_DAG_ID", "DAG_ID", "S3_BASE_PORT", "SECRET_KEYS", "AirflowAPI", "Paths",
+           "down", "read_env", "run_dag", "seed_history", "show", "start", "start_services", "up", "write_env"]
+
+log = logging.getLogger(__name__)
 
 S3_BASE_PORT = 8330  # master 8330, volume 8331, filer 8332, S3 8333, admin 8334
 API_PORT = 8080
-DAG_ID = "recommendations_daily"
-CONSUMER_DAG_ID = "recommendations_consumer"  # the example downstream DAG, scheduled on the Asset
 
 
 class Paths:
@@ -55,7 +52,7 @@ SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AIRFLOW__CORE__FER
 
 
 def _generate_secrets() -> dict[str, str]:
-    creds = embedded.Credentials.generate()
+    creds = seaweedfs.Credentials.generate()
     return {
         "AWS_ACCESS_KEY_ID": creds.access_key,
         "AWS_SECRET_ACCESS_KEY": creds.secret_key,
@@ -121,160 +118,46 @@ def read_env(path: Path) -> dict[str, str]:
     return env
 
 
-def _alive(pid_file: Path) -> int | None:
-    try:
-        pid = int(pid_file.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-
-
-def _airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=env,
-                          capture_output=True, text=True, check=check)
-
-
-#: What ``airflow standalone`` runs, spelled out so that every socket binds 127.0.0.1
-#: (standalone gives no way to bind the API server or to skip the log servers, which listen
-#: on all interfaces; on one machine the API server reads task logs from disk anyway).
-def airflow_services(api_port: int) -> dict[str, list[str]]:
-    return {
-        "airflow-api-server": ["api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1"],
-        "airflow-scheduler": ["scheduler", "--skip-serve-logs"],
-        "airflow-dag-processor": ["dag-processor"],
-        "airflow-triggerer": ["triggerer", "--skip-serve-logs"],
-    }
-
-
 def start_services(paths: Paths, env: dict[str, str]) -> None:
     """Start SeaweedFS and Airflow's services unless their recorded processes still run."""
     for d in (paths.pids, paths.logs, paths.airflow):
         d.mkdir(parents=True, exist_ok=True)
-    bin_dir = str(Path(sys.executable).parent)
-    full_env = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     weed_pid = paths.pids / "seaweedfs.pid"
-    if _alive(weed_pid):
+    if process.alive(weed_pid):
         log.info("SeaweedFS already running (pid %s)", weed_pid.read_text())
     else:
-        creds = embedded.Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-        proc = embedded.start_seaweedfs(paths.seaweedfs, creds, paths.s3_base, paths.logs / "seaweedfs.log")
-        weed_pid.write_text(str(proc.pid))
+        creds = seaweedfs.Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+        proc = seaweedfs.start(paths.seaweedfs, creds, paths.s3_base, paths.logs / "seaweedfs.log", pid_file=weed_pid)
         log.info("SeaweedFS S3 on %s (pid %d)", env["RECPIPE_S3_ENDPOINT"], proc.pid)
-    services = airflow_services(paths.api_port)
-    missing = [name for name in services if not _alive(paths.pids / f"{name}.pid")]
-    if not missing:
-        log.info("Airflow already running")
-        return
-    log.info("migrating the Airflow metadata DB (%s)", paths.airflow / "airflow.db")
-    _airflow(full_env, "db", "migrate")
-    _airflow(full_env, "pools", "set", "gpu", "1", "Training tasks: one per GPU (or one on CPU).")
-    procs = {}
-    for name in missing:
-        with open(paths.logs / f"{name}.log", "ab") as out:
-            procs[name] = subprocess.Popen([str(Path(bin_dir) / "airflow"), *services[name]], env=full_env,
-                                           stdout=out, stderr=subprocess.STDOUT, cwd=paths.airflow,
-                                           start_new_session=True)
-        (paths.pids / f"{name}.pid").write_text(str(procs[name].pid))
-    if "airflow-api-server" in procs:
-        embedded.wait_http(f"http://127.0.0.1:{paths.api_port}/api/v2/monitor/health", procs["airflow-api-server"],
-                           "Airflow API server", timeout=300, log_path=paths.logs / "airflow-api-server.log")
-    log.info("Airflow UI on http://localhost:%d (%s)", paths.api_port, ", ".join(f"{n} pid {p.pid}" for n, p in procs.items()))
+    airflow.start(env, paths.api_port, home=paths.airflow, pids=paths.pids, logs=paths.logs)
 
 
 def seed_history(env: dict[str, str]) -> str:
     """Seed the synthetic shop once; validate every day but the last (the DAG does that one)."""
-    from recpipe import landing, pipeline
+    from recpipe import pipeline, sources
     from recpipe.config import RunParams, StoreConfig
-    from recpipe.storage import Store
+    from recpipe.io import landing, layout
+    from recpipe.io.partitions import Store
 
     store = Store(StoreConfig.from_env(env))
     store.ensure_bucket()
-    dates = landing.ready_dates(store, "events") or pipeline.seed(store)
-    done = set(store.committed_dates("clean/events"))
+    dates = landing.ready_dates(store, "events") or sources.seed(store)
+    done = set(store.committed_dates(layout.CLEAN_EVENTS))
     for dt in dates[:-1]:
         if dt not in done:
             pipeline.validate(store, dt, RunParams())
     return dates[-1]
 
 
-class AirflowAPI:
-    """The few calls of Airflow's REST API (``/api/v2``) that ``make up`` needs, as admin."""
-
-    def __init__(self, env: dict[str, str]):
-        self.base = env["AIRFLOW__API__BASE_URL"]
-        body = {"username": "admin", "password": env["AIRFLOW_ADMIN_PASSWORD"]}
-        self.token = self._call("POST", "/auth/token", body, auth=False)["access_token"]
-
-    def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.load(resp)
-
-    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
-        """Wait until the dag-processor has parsed ``dag_id`` (fresh installs take a moment)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._call("GET", f"/api/v2/dags/{dag_id}")
-                return
-            except urllib.error.HTTPError as exc:
-                if exc.code != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(2)
-
-    def unpause(self, dag_id: str) -> None:
-        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-
-    def run_state(self, dag_id: str, logical_date: str) -> str | None:
-        """State of the run with this logical date, or None when there is none."""
-        q = urllib.parse.urlencode({"logical_date_gte": logical_date, "logical_date_lte": logical_date})
-        runs = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?{q}")["dag_runs"]
-        return runs[0]["state"] if runs else None
-
-    def trigger(self, dag_id: str, logical_date: str) -> None:
-        self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date})
-
-
-def run_dag(env: dict[str, str], dt: str, timeout: float = 1800) -> str:
-    """Trigger ``recommendations_daily`` for ``dt`` through Airflow and wait; returns the state."""
-    api = AirflowAPI(env)
-    for dag_id in (CONSUMER_DAG_ID, DAG_ID):
-        api.wait_for_dag(dag_id)
-    logical = f"{dt}T00:00:00Z"
-    state = api.run_state(DAG_ID, logical)
-    if state == "success":
-        log.info("%s for %s already succeeded; not re-running", DAG_ID, dt)
-        return state
-    for dag_id in (CONSUMER_DAG_ID, DAG_ID):
-        api.unpause(dag_id)
-    if state not in ("running", "queued"):
-        api.trigger(DAG_ID, logical)
-        log.info("triggered %s for %s; follow it on %s/dags/%s", DAG_ID, dt, api.base, DAG_ID)
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        state = api.run_state(DAG_ID, logical)
-        if state in ("success", "failed"):
-            return state
-        if state != last:
-            log.info("%s %s: %s", DAG_ID, dt, state)
-            last = state
-        time.sleep(3)
-    return "timeout"
-
-
 def show(env: dict[str, str], dt: str) -> None:
-    from recpipe import publish
     from recpipe.config import StoreConfig
-    from recpipe.storage import Store
+    from recpipe.io import layout
+    from recpipe.io.partitions import Store
+    from recpipe.stages import publish
 
     store = Store(StoreConfig.from_env(env))
     table = publish.read(store, dt).to_pandas()
-    print(f"\nPublished: s3://{store.bucket}/recommendations/dt={dt}/ "
+    print(f"\nPublished: s3://{store.bucket}/{layout.partition(layout.RECOMMENDATIONS, dt)}/ "
           f"({len(table)} rows, {table.user_id.nunique()} users; S3 endpoint {env['RECPIPE_S3_ENDPOINT']})")
     for user, recs in list(table.groupby("user_id"))[:3]:
         top = ", ".join(recs.sort_values("rank").item_id.head(5))
@@ -304,25 +187,9 @@ def up(root: Path) -> int:
 
 def down(paths: Paths) -> int:
     for pid_file in sorted(paths.pids.glob("*.pid")) if paths.pids.exists() else []:
-        pid = _alive(pid_file)
+        pid = process.alive(pid_file)
         if pid:
-            embedded.stop(pid, timeout=60)
+            process.stop(pid, timeout=60)
             log.info("stopped %s (pid %d)", pid_file.stem, pid)
         pid_file.unlink()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    args = argv if argv is not None else sys.argv[1:]
-    root = Path.cwd()
-    if args == ["up"]:
-        return up(root)
-    if args == ["down"]:
-        return down(Paths(root))
-    print("usage: python -m recpipe.stack up|down", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

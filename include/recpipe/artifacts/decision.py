@@ -1,0 +1,33 @@
+"""The gate's record of each date: what the evaluation found and which model publishes.
+
+``reports/evaluation/dt=D/metrics.json`` (written by the evaluate stage) and
+``reports/evaluation/dt=D/decision.json`` (written by promote or republish):
+``{"dt", "passed": true | false | null, "reasons": [...], "publish": <model ref>}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recpipe.io import layout
+from recpipe.io.partitions import Store
+
+
+def evaluation(store: Store, dt: str) -> dict[str, Any]:
+    """The evaluate stage's decision for ``dt`` (metrics, thresholds, candidate, champion)."""
+    return store.get_json(layout.evaluation_report(dt, "metrics.json"))
+
+
+def write(store: Store, dt: str, passed: bool | None, reasons: list[str], publish: dict[str, str]) -> dict[str, Any]:
+    outcome = {"dt": dt, "passed": passed, "reasons": reasons, "publish": publish}
+    store.put_json(layout.evaluation_report(dt, "decision.json"), outcome)
+    return outcome
+
+
+def read(store: Store, dt: str) -> dict[str, Any]:
+    return store.get_json(layout.evaluation_report(dt, "decision.json"))
+
+
+def chosen(store: Store, dt: str) -> dict[str, str]:
+    """The ref of the model the gate (or republish) chose to publish ``dt``."""
+    return read(store, dt)["publish"]

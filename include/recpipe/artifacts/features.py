@@ -1,0 +1,99 @@
+"""One reader of a committed ``features/dt=D`` partition, for every stage that consumes it.
+
+Training reads its :class:`~recpipe.models.TrainingData`; evaluation and publishing read
+the users, the items, the hold-out and the purchases to exclude, all through here.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recpipe.contracts import day_bounds
+from recpipe.errors import DataError, PartitionNotFound
+from recpipe.io import layout
+from recpipe.io.partitions import Store
+from recpipe.models import TrainingData
+from recpipe.models.base import item_feature_codes
+
+
+class Features:
+    """``features/dt=D`` of one date (its manifest read once)."""
+
+    def __init__(self, store: Store, dt: str):
+        self.store, self.dt = store, dt
+        self.prefix = layout.partition(layout.FEATURES, dt)
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        manifest = self.store.manifest(self.prefix)
+        if manifest is None:
+            raise PartitionNotFound(f"s3://{self.store.bucket}/{self.prefix} has no committed features: "
+                                    f"run `recpipe features --date {self.dt}` first.")
+        return manifest
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.manifest["meta"]
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
+
+    @property
+    def n_items(self) -> int:
+        return self.meta["n_items"]
+
+    def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return self.store.read_table(self.prefix, name, columns=columns)
+
+    def users(self) -> pa.Table:
+        """(user_idx, user_id, has_history): everyone active in the window up to D."""
+        return self.table("users", columns=["user_idx", "user_id", "has_history"])
+
+    def items(self) -> pa.Table:
+        """(item_id, available), one row per item index."""
+        return self.table("items", columns=["item_id", "available"])
+
+    def holdout(self) -> pa.Table:
+        """(user_idx, item_idx): what users with history before D did on D."""
+        return self.table("holdout")
+
+    def exclusions(self, before_day: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(user_idx, item_idx) pairs already purchased: before D, or up to and including D."""
+        table = self.table("purchased")
+        if before_day:
+            start, _ = day_bounds(self.dt)
+            table = table.filter(pc.less(table["last_ts"], start))
+        table = table.sort_by("user_idx")
+        return table["user_idx"].to_numpy(), table["item_idx"].to_numpy()
+
+    def training_data(self) -> TrainingData:
+        """What a model learns from: the interactions before D, as dense indices."""
+        meta = self.meta
+        inter = self.table("interactions")
+        if inter.num_rows < 2:
+            raise DataError(
+                f"{self.prefix} has {inter.num_rows} interactions before {self.dt}: nothing to train on. The "
+                f"window starting {meta['window']} has no validated days before {self.dt}; validate (or backfill) "
+                f"earlier dates first, e.g. `recpipe validate --date {meta['window']}`."
+            )
+        items = self.table("items", columns=["popularity", "category", "brand", "price"])
+        bought = self.table("purchased", columns=["user_idx", "item_idx"])
+        key = inter["user_idx"].to_numpy().astype(np.int64) * meta["n_items"] + inter["item_idx"].to_numpy()
+        bought_key = bought["user_idx"].to_numpy().astype(np.int64) * meta["n_items"] + bought["item_idx"].to_numpy()
+        return TrainingData(
+            users=inter["user_idx"].to_numpy(),
+            items=inter["item_idx"].to_numpy(),
+            weights=inter["weight"].to_numpy(),
+            n_users=meta["n_users"],
+            n_items=meta["n_items"],
+            popularity=items["popularity"].to_numpy(),
+            last_ts=inter["last_ts"].cast("int64").to_numpy(),
+            item_features=item_feature_codes(items),
+            purchased=np.isin(key, bought_key),
+        )

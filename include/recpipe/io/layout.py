@@ -1,0 +1,108 @@
+"""Every storage key of recpipe, in one place (what Kedro's ``catalog.yml`` is for its projects).
+
+One bucket; a date's data lives in a ``dt=YYYY-MM-DD`` partition of its dataset. Stages
+never spell a key themselves: they ask this module. docs/storage.md shows the tree.
+
+    raw/<table>/dt=D/                   landing zone (producers; ``_SUCCESS`` marks a day done)
+    clean/events/dt=D/                  validated events
+    quarantine/events/dt=D/             rejected rows with a reason
+    reports/quality/dt=D/               the quality gate's result.json and index.html
+    aggregates/dt=D/                    one day of events reduced (features' incremental state)
+    vocab/<users|items>/                append-only id vocabularies
+    features/dt=D/                      point-in-time feature tables
+    models/<name>/<version>/            a trained model artifact
+    models/<name>/champion.json         the serving version (compare-and-swap pointer)
+    models/<name>/champions/dt=D.json   the champion as of each date
+    reports/evaluation/dt=D/            the gate's metrics.json, decision.json and index.html
+    recommendations/_shards/dt=D/       publish shards staged before the commit
+    recommendations/dt=D/               the published table
+    recommendations/_latest             the newest published date (pointer)
+"""
+
+from __future__ import annotations
+
+#: Written after the data files of a raw partition: the day is complete.
+SUCCESS = "_SUCCESS"
+#: Names a committed partition's files (see ``recpipe.io.partitions``).
+MANIFEST = "_manifest.json"
+
+RAW_TABLES = ("events", "items", "users")
+CLEAN_EVENTS = "clean/events"
+QUARANTINE_EVENTS = "quarantine/events"
+AGGREGATES = "aggregates"
+FEATURES = "features"
+RECOMMENDATIONS = "recommendations"
+LATEST = f"{RECOMMENDATIONS}/_latest"
+STAGING = f"{RECOMMENDATIONS}/_shards"
+QUALITY_REPORTS = "reports/quality"
+EVALUATION_REPORTS = "reports/evaluation"
+
+
+def partition(dataset: str, dt: str) -> str:
+    """The prefix of one date's partition: ``partition("clean/events", "2024-01-10")``."""
+    return f"{dataset}/dt={dt}"
+
+
+def dates_prefix(dataset: str) -> str:
+    """The prefix every date partition of ``dataset`` starts with (for listing)."""
+    return f"{dataset}/dt="
+
+
+def date_of(key: str) -> str:
+    """The date of a key inside a date partition: ``features/dt=2024-01-10/x`` → ``2024-01-10``."""
+    return key.rsplit("dt=", 1)[1][:10]
+
+
+# -- landing zone -------------------------------------------------------------------------
+
+
+def raw(table: str, dt: str) -> str:
+    return partition(f"raw/{table}", dt)
+
+
+def raw_success(table: str, dt: str) -> str:
+    return f"{raw(table, dt)}/{SUCCESS}"
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+def quality_report(dt: str, name: str = "index.html") -> str:
+    """``reports/quality/dt=D/<name>``: ``result.json`` or ``index.html``."""
+    return f"{partition(QUALITY_REPORTS, dt)}/{name}"
+
+
+def evaluation_report(dt: str, name: str = "index.html") -> str:
+    """``reports/evaluation/dt=D/<name>``: ``metrics.json``, ``decision.json`` or ``index.html``."""
+    return f"{partition(EVALUATION_REPORTS, dt)}/{name}"
+
+
+# -- vocabularies and models ------------------------------------------------------------
+
+
+def vocab(name: str) -> str:
+    return f"vocab/{name}"
+
+
+def model(name: str, version: str) -> str:
+    return f"models/{name}/{version}"
+
+
+def champion_pointer(name: str) -> str:
+    return f"models/{name}/champion.json"
+
+
+def champions_prefix(name: str) -> str:
+    return f"models/{name}/champions/dt="
+
+
+def champion_record(name: str, dt: str) -> str:
+    return f"{champions_prefix(name)}{dt}.json"
+
+
+# -- recommendations ----------------------------------------------------------------------
+
+
+def shard(dt: str, shard: int, shards: int) -> str:
+    """Where shard ``shard`` of ``shards`` is staged before the commit."""
+    return f"{partition(STAGING, dt)}/{shard:03d}-of-{shards:03d}"

@@ -1,0 +1,67 @@
+"""The promote stage: act on the evaluation of a date, and record which model publishes it.
+
+- :func:`promote_candidate`: the candidate passed; it becomes the champion from ``dt`` on.
+- :func:`keep_champion`: the candidate failed; the champion of that date (popularity
+  before the first one) keeps serving, and the candidate stays in ``models/`` for inspection.
+- :func:`republish`: no candidate (``mode=republish``); the champion as of ``dt`` publishes.
+
+Each writes ``reports/evaluation/dt=D/decision.json``, which the publish stage reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from recpipe.artifacts import decision, registry
+from recpipe.errors import ConfigError
+from recpipe.io import layout
+from recpipe.io.partitions import Store
+
+log = logging.getLogger(__name__)
+
+
+def promote_candidate(store: Store, dt: str) -> dict[str, Any]:
+    """Make the candidate that passed the gate on ``dt`` the champion; it publishes."""
+    found = decision.evaluation(store, dt)
+    if not found["passed"]:
+        raise ConfigError(f"the candidate for {dt} did not pass the gate: keep the champion instead.")
+    registry.promote(store, found["candidate"], dt, f"passed the gate on {dt}")
+    return decision.write(store, dt, True, found["reasons"], found["candidate"])
+
+
+def keep_champion(store: Store, dt: str) -> dict[str, Any]:
+    """The candidate failed the gate on ``dt``: the champion (popularity if none) publishes."""
+    found = decision.evaluation(store, dt)
+    if found["passed"]:
+        raise ConfigError(f"the candidate for {dt} passed the gate: promote it instead.")
+    fallback = found["champion"] or registry.popularity_ref(dt)
+    log.warning("candidate %s REJECTED by the gate on %s: %s Publishing %s %s instead; the candidate "
+                "stays in %s for inspection.", found["candidate"]["version"], dt, " ".join(found["reasons"]),
+                fallback["name"], fallback["version"], found["candidate"]["prefix"])
+    return decision.write(store, dt, False, found["reasons"], fallback)
+
+
+def apply(store: Store, dt: str) -> dict[str, Any]:
+    """Promote or keep, as the evaluation of ``dt`` decided (the one-process path: CLI, tests)."""
+    passed = decision.evaluation(store, dt)["passed"]
+    return promote_candidate(store, dt) if passed else keep_champion(store, dt)
+
+
+def republish(store: Store, dt: str, model: str) -> dict[str, Any]:
+    """Skip training: publish with the ``model`` champion that served on ``dt`` (popularity before any)."""
+    ref = registry.champion(store, model, on_or_before=dt) or registry.popularity_ref(dt)
+    log.info("republishing %s with %s %s", dt, ref["name"], ref["version"])
+    return decision.write(store, dt, None, [f"mode=republish: the {model} champion as of {dt}"], ref)
+
+
+def rejection(store: Store, dt: str) -> str | None:
+    """Why this date's candidate was rejected (None if it passed or was not trained)."""
+    outcome = decision.read(store, dt)
+    if outcome["passed"] is not False:
+        return None
+    ref = outcome["publish"]
+    return (f"The candidate for {dt} was rejected by the gate: {'; '.join(outcome['reasons'])}. "
+            f"{layout.partition(layout.RECOMMENDATIONS, dt)} was published with {ref['name']} {ref['version']} "
+            f"instead. Read s3://{store.bucket}/{layout.evaluation_report(dt)}; to ship a candidate anyway, "
+            "re-run with looser gate params (min_lift_over_popularity, max_drop_vs_champion).")

@@ -1,0 +1,9 @@
+"""The validate stage: the data-quality gate on a day of raw data (Great Expectations).
+
+    check   row rules, batch rules, the split into clean/ and quarantine/
+    suites  the GX expectation suites of the input contract
+"""
+
+from recpipe.stages.validate.check import ValidationResult, row_reasons, validate_events
+
+__all__ = ["ValidationResult", "row_reasons", "validate_events"]
