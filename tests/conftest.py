@@ -31,10 +31,31 @@ def s3_server(tmp_path_factory):
         yield server.base_port, server.creds
 
 
-@pytest.fixture
-def store(s3_server) -> Store:
-    """A fresh, empty bucket on the session's S3 server."""
+@pytest.fixture(scope="session")
+def new_store(s3_server):
+    """A factory of fresh, empty buckets on the session's S3 server (for module-scoped fixtures)."""
     base, creds = s3_server
-    s = Store(seaweedfs.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
-    s.ensure_bucket()
-    return s
+
+    def make() -> Store:
+        s = Store(seaweedfs.store_config(base, creds, bucket=f"t-{uuid.uuid4().hex[:10]}"))
+        s.ensure_bucket()
+        return s
+
+    return make
+
+
+@pytest.fixture
+def store(new_store) -> Store:
+    """A fresh, empty bucket on the session's S3 server."""
+    return new_store()
+
+
+def copy_bucket(src: Store, dst: Store) -> Store:
+    """Every object of ``src``'s bucket into ``dst``'s, copied server-side; returns ``dst``.
+
+    A module builds an expensive state once (seeded, validated, trained) in a template
+    bucket; each test then starts from its own copy, so tests cannot see each other.
+    """
+    for key in src.list_keys(""):
+        dst.s3.copy_object(Bucket=dst.bucket, Key=key, CopySource={"Bucket": src.bucket, "Key": key})
+    return dst

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
             if field.name != "model":
                 s.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default)
                                if not isinstance(field.default, bool) else lambda v: v.lower() in ("1", "true", "yes"),
-                               default=field.default)
+                               default=field.default, choices=field.metadata["choices"],
+                               help=f"{field.metadata['doc']} (default: {field.default})")
     s = sub.add_parser("metrics", help="evaluate a recommendations table against a truth table")
     s.add_argument("--recs", required=True, help="Parquet file or s3://bucket/key (user_id, item_id, rank)")
     s.add_argument("--truth", required=True, help="Parquet file or s3://bucket/key (user_id, item_id)")

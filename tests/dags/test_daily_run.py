@@ -14,6 +14,9 @@ from recpipe import pipeline, sources
 from recpipe.stages import publish
 from recpipe.config import RunParams
 from recpipe.sources.synthetic import ShopSpec
+from tests.conftest import copy_bucket
+
+pytestmark = pytest.mark.slow  # `pytest -m "not slow"` skips it in the inner loop
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ShopSpec(users=800, items=300, days=7, seed=11)  # enough history for MF to beat popularity
@@ -26,14 +29,21 @@ def _dag():
     return DagBag(dag_folder=str(ROOT / "dags" / "recommendations_daily.py")).get_dag("recommendations_daily")
 
 
-@pytest.fixture
-def seeded(s3_connection):
-    """Seven seeded days; the first six validated as earlier daily runs would have."""
-    store = s3_connection
+@pytest.fixture(scope="module")
+def template(new_store):
+    """Seven seeded days; the first six validated as earlier daily runs would have (built once)."""
+    store = new_store()
     dates = sources.seed(store, SPEC)
     for dt in dates[:-1]:
         pipeline.validate(store, dt, RunParams())
     return store, dates[-1]
+
+
+@pytest.fixture
+def seeded(template, s3_connection):
+    """A copy of the template in the bucket the DAG's connection points at."""
+    source, last = template
+    return copy_bucket(source, s3_connection), last
 
 
 def test_daily_run_publishes_a_table_for_every_active_user(airflow_db, seeded):
@@ -41,7 +51,7 @@ def test_daily_run_publishes_a_table_for_every_active_user(airflow_db, seeded):
     run = _dag().test(logical_date=datetime.fromisoformat(dt).replace(tzinfo=timezone.utc),
                       run_conf={"top_k": 5, "epochs": 3, "publish_shards": 2})
     assert run.state == "success"
-    shards = [ti for ti in run.get_task_instances() if ti.task_id == "publish_shard"]
+    shards = [ti for ti in run.get_task_instances() if ti.task_id == "publish.publish_shard"]
     assert sorted(ti.map_index for ti in shards) == [0, 1] and {ti.state for ti in shards} == {"success"}
     table = publish.read(store, dt)
     assert store.get_json("recommendations/_latest")["dt"] == dt
@@ -93,7 +103,7 @@ def test_a_rejected_candidate_publishes_the_champion_and_the_consumer_checks_it(
     assert run.state == "failed"  # marked for a person: the candidate lost …
     flag = run.get_task_instance("flag_rejection")
     assert flag.state == "failed" and flag.try_number == 1  # … and that is not retried
-    assert run.get_task_instance("publish").state == "success"  # … yet the champion's table is out
+    assert run.get_task_instance("publish.commit").state == "success"  # … yet the champion's table is out
     assert run.get_task_instance("keep_champion").state == "success"
     assert run.get_task_instance("promote_candidate").state == "skipped"
     assert store.get_json("models/mf/champion.json") == champion  # unchanged

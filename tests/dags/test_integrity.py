@@ -40,20 +40,63 @@ def test_dag_file_parses_fast_and_pure(path):
     assert result["seconds"] < 2.0
 
 
-def test_daily_dag_shape():
+def _daily():
     sys.path.insert(0, str(ROOT / "plugins"))
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(ROOT / "dags" / "recommendations_daily.py")).dags["recommendations_daily"]  # no DB needed
-    chain = ["wait_for_events", "validate_events", "build_features", "choose_path", "train_candidate", "evaluate", "gate"]
+    return DagBag(dag_folder=str(ROOT / "dags" / "recommendations_daily.py")).dags["recommendations_daily"]  # no DB
+
+
+def test_daily_dag_shape_follows_the_diagram():
+    dag = _daily()
+    chain = ["wait_for_events", "validate_events", "wait_for_earlier_days", "build_features", "choose_path"]
     for up, down in zip(chain, chain[1:]):
-        assert down in dag.get_task(up).downstream_task_ids, (up, down)
-    assert dag.get_task("gate").downstream_task_ids == {"promote_candidate", "keep_champion"}
-    assert dag.get_task("plan_shards").upstream_task_ids == {"promote_candidate", "keep_champion", "republish_champion"}
-    assert dag.get_task("publish").upstream_task_ids == {"publish_shard"}  # the commit waits for every shard
-    assert dag.get_task("flag_rejection").upstream_task_ids == {"publish"}  # a rejection shows after publishing
+        assert dag.get_task(up).downstream_task_ids == {down}, (up, down)
+    assert dag.get_task("train_candidate").downstream_task_ids == {"evaluate"}
     assert dag.get_task("choose_path").downstream_task_ids == {"train_candidate", "republish_champion"}
+    assert dag.get_task("evaluate").downstream_task_ids == {"promote_candidate", "keep_champion"}
+    assert dag.get_task("publish.plan_shards").upstream_task_ids == {"promote_candidate", "keep_champion",
+                                                                     "republish_champion"}
+    assert dag.get_task("publish.commit").upstream_task_ids == {"publish.publish_shard"}  # waits for every shard
+    assert dag.get_task("flag_rejection").upstream_task_ids == {"publish.commit"}  # a rejection shows after publishing
+    assert dag.get_task("wait_for_earlier_days").mode == "reschedule"  # waiting holds no worker slot
     assert dag.get_task("train_candidate").pool == "gpu"
     assert dag.max_active_runs == 3 and not dag.catchup
     assert all(t.execution_timeout is not None for t in dag.tasks)
-    assert dag.params["model"] == "mf"
+
+
+def test_branch_edges_carry_labels():
+    dag = _daily()
+    labels = {(up, down): dag.get_edge_info(up, down).get("label") for up, down in [
+        ("choose_path", "train_candidate"), ("choose_path", "republish_champion"),
+        ("evaluate", "promote_candidate"), ("evaluate", "keep_champion")]}
+    assert labels == {("choose_path", "train_candidate"): "mode=train",
+                      ("choose_path", "republish_champion"): "mode=republish",
+                      ("evaluate", "promote_candidate"): "pass", ("evaluate", "keep_champion"): "fail"}
+
+
+def test_the_trigger_form_is_run_params_with_the_same_defaults_and_bounds():
+    import dataclasses
+
+    from recpipe.config import RunParams
+    from recpipe.errors import ConfigError
+
+    form = _daily().params
+    fields = {f.name: f for f in dataclasses.fields(RunParams)}
+    assert set(form.keys()) == set(fields)
+    for name, f in fields.items():
+        param = form.get_param(name)
+        assert param.value == f.default, name
+        assert param.description == f.metadata["doc"], name
+        schema = param.schema
+        assert (schema.get("minimum"), schema.get("maximum"), schema.get("enum")) == (
+            f.metadata["minimum"], f.metadata["maximum"],
+            list(f.metadata["choices"]) if f.metadata["choices"] else None), name
+    # the library refuses what the form refuses, just past each bound
+    bounded = [(name, bound, step) for name, f in fields.items()
+               for bound, step in (("minimum", -1), ("maximum", +1)) if f.metadata[bound] is not None]
+    assert len(bounded) >= 15
+    for name, bound, step in bounded:
+        with pytest.raises(ConfigError, match=name):
+            RunParams(**{name: type(fields[name].default)(fields[name].metadata[bound] + step)})
+    assert RunParams.from_mapping({k: form[k] for k in form.keys()}) == RunParams()

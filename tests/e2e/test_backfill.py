@@ -16,6 +16,8 @@ from devstack import stack
 from recpipe.config import StoreConfig
 from recpipe.io.partitions import Store
 
+pytestmark = pytest.mark.slow  # `pytest -m "not slow"` skips it in the inner loop
+
 DAG = stack.DAG_ID
 CONF = {"epochs": 2, "top_k": 6, "fail_on_rejection": False}
 

@@ -9,6 +9,8 @@ import urllib.request
 import psutil
 import pytest
 
+pytestmark = pytest.mark.slow  # `pytest -m "not slow"` skips it in the inner loop
+
 
 def _tree(pid: int) -> list[psutil.Process]:
     proc = psutil.Process(pid)

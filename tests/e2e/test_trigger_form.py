@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 
 from recpipe.stages import publish
 from recpipe.artifacts import registry
 from devstack import stack
 from recpipe.config import StoreConfig
 from recpipe.io.partitions import Store
+
+pytestmark = pytest.mark.slow  # `pytest -m "not slow"` skips it in the inner loop
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DAG = stack.DAG_ID

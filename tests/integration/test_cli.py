@@ -33,11 +33,13 @@ def test_seed_then_run_publishes_top_k_for_every_user_with_history(store):
     ran = _cli(store, "run", "--date", "2024-03-04", "--top-k", "4", "--epochs", "2")
     assert ran.returncode == 0, ran.stderr
     table = publish.read(store, "2024-03-04").to_pandas()
-    history = {u for dt in ("2024-03-01", "2024-03-02", "2024-03-03")
-               for u in store.read_table(f"clean/events/dt={dt}", "events")["user_id"].to_pylist()}
-    assert history <= set(table.user_id)  # every user seen before the date gets a list
+    active = {u for dt in ("2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04")
+              for u in store.read_table(f"clean/events/dt={dt}", "events")["user_id"].to_pylist()}
+    assert set(table.user_id) == active  # every user active in the window up to the date gets a list
     assert (table.groupby("user_id").size() == 4).all()
-    assert "train" in ran.stderr  # stage progress is logged
+    for stage in ("validate", "features", "train", "evaluate", "publish"):  # stage progress is logged
+        assert f"recpipe: {stage} 2024-03-04: start" in ran.stderr and f"recpipe: {stage} 2024-03-04: done in" in ran.stderr
+    assert "epoch 1/2" in ran.stderr
 
 
 def test_a_missing_partition_exits_2_with_a_reason(store):

@@ -27,6 +27,8 @@ from recpipe.io.layout import partition
 from recpipe.io.partitions import Store
 from recpipe.sources.synthetic import ShopSpec
 
+pytestmark = pytest.mark.slow  # `pytest -m "not slow"` skips it in the inner loop
+
 log = logging.getLogger(__name__)
 SPEC = ShopSpec(users=200, items=100, days=3, seed=4, start=date(2024, 9, 1))
 PARAMS = RunParams(epochs=1, top_k=5)

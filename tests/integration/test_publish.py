@@ -13,13 +13,15 @@ from recpipe.stages import publish
 from recpipe.config import RunParams
 from recpipe.errors import PartitionNotFound
 from recpipe.sources.synthetic import ShopSpec
+from tests.conftest import copy_bucket
 
 SPEC = ShopSpec(users=300, items=120, days=3, seed=5, start=date(2024, 6, 1))
 
 
-@pytest.fixture
-def day(store):
+@pytest.fixture(scope="module")
+def template(new_store):
     """Three validated days; features, a trained MF candidate and the gate's decision for the last."""
+    store = new_store()
     dates = sources.seed(store, SPEC)
     params = RunParams(epochs=1)
     for dt in dates:
@@ -30,6 +32,13 @@ def day(store):
     pipeline.evaluate(store, dt, params)
     pipeline.gate(store, dt, RunParams())
     return store, dt
+
+
+@pytest.fixture
+def day(template, store):
+    """A copy of the template for one test: (store, the last day)."""
+    source, dt = template
+    return copy_bucket(source, store), dt
 
 
 def _sorted(table: pa.Table) -> pa.Table:
