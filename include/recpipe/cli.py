@@ -23,7 +23,7 @@ import logging
 import sys
 from datetime import date
 
-from recpipe.config import MODELS, RunParams, StoreConfig
+from recpipe.config import RunParams, StoreConfig
 from recpipe.errors import RecpipeError
 
 
@@ -32,6 +32,20 @@ def _date(text: str) -> str:
         return date.fromisoformat(text).isoformat()
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc}); e.g. '{{\"purchase\": 8}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+    return value
+
+
+#: How a flag's text becomes a param's value, by the type of its default (others: the type itself).
+_PARSERS = {bool: lambda v: v.lower() in ("1", "true", "yes"), dict: _json_object}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,13 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("validate", "features", "train", "evaluate", "publish", "run"):
         s = sub.add_parser(name, help=f"run the {name} stage for one date")
         s.add_argument("--date", type=_date, required=True)
-        s.add_argument("--model", choices=MODELS, default=defaults.model)
         for field in dataclasses.fields(RunParams):
-            if field.name != "model":
-                s.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default)
-                               if not isinstance(field.default, bool) else lambda v: v.lower() in ("1", "true", "yes"),
-                               default=field.default, choices=field.metadata["choices"],
-                               help=f"{field.metadata['doc']} (default: {field.default})")
+            default = getattr(defaults, field.name)
+            s.add_argument(f"--{field.name.replace('_', '-')}", type=_PARSERS.get(type(default), type(default)),
+                           default=default, choices=field.metadata["choices"],
+                           help=f"{field.metadata['doc']} (default: {json.dumps(default)})")
     s = sub.add_parser("metrics", help="evaluate a recommendations table against a truth table")
     s.add_argument("--recs", required=True, help="Parquet file or s3://bucket/key (user_id, item_id, rank)")
     s.add_argument("--truth", required=True, help="Parquet file or s3://bucket/key (user_id, item_id)")

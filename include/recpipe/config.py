@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from recpipe.events import EVENT_TYPES, EVENT_WEIGHTS
 from recpipe.errors import ConfigError
 
 MODELS = ("mf", "popularity", "sasrec", "two_tower")
@@ -51,8 +52,12 @@ class StoreConfig:
 def _param(default: Any, doc: str, minimum: float | None = None, maximum: float | None = None,
            choices: tuple[str, ...] | None = None) -> Any:
     """A run parameter: its default, what it means, and its bounds (the DAG's trigger form,
-    the CLI and :meth:`RunParams.__post_init__` all read these, so they cannot disagree)."""
-    return field(default=default, metadata={"doc": doc, "minimum": minimum, "maximum": maximum, "choices": choices})
+    the CLI and :meth:`RunParams.__post_init__` all read these, so they cannot disagree).
+    A dict default (a mapping param) is copied for every instance."""
+    meta = {"doc": doc, "minimum": minimum, "maximum": maximum, "choices": choices}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,13 @@ class RunParams:
     epochs: int = _param(8, "Maximum training epochs (early stopping may end sooner).", 1, 200)
     embedding_dim: int = _param(32, "Embedding size of the model.", 4, 512)
     negatives: int = _param(4, "Sampled negative items per positive (pointwise models, training examples).", 0, 1000)
+    loss: str = _param("auto", "sasrec's training loss: full (softmax over the whole catalog), sampled (softmax over "
+                       "the target and shared_negatives items drawn uniformly per batch) or auto (full up to "
+                       "4,096 items, sampled above).", choices=("auto", "full", "sampled"))
+    shared_negatives: int = _param(256, "sasrec with the sampled loss: negative items drawn per batch and shared "
+                                   "by all its positions (unlike negatives, which are per positive).", 1, 100_000)
+    max_len: int = _param(0, "sasrec: most recent items per user it reads (0: the 95th percentile of the users' "
+                          "history lengths, at most 50).", 0, 1000)
     batch_size: int = _param(1024, "Training batch size.", 1, 1 << 20)
     learning_rate: float = _param(0.01, "Adam's learning rate.", 1e-6, 1.0)
     seed: int = _param(42, "Random seed: same seed and data, same model.", 0)
@@ -86,6 +98,19 @@ class RunParams:
     publish_shards: int = _param(1, "Score users in this many parallel publish tasks (one per user shard).", 1, 64)
     fail_on_rejection: bool = _param(True, "Mark the run failed when the gate rejects the candidate (the "
                                      "champion's table is still published).")
+    event_weights: dict = _param(EVENT_WEIGHTS, "Weight of each event type as implicit feedback (popularity, "
+                                 "interaction weights, the recent heuristic); give only the types to change, "
+                                 "e.g. {\"purchase\": 8}.")
+    event_type_map: dict = _param({}, "The producer's own event type names mapped to contract types, e.g. "
+                                  "{\"pv\": \"view\", \"fav\": \"favorite\", \"cart\": \"add_to_cart\", "
+                                  "\"buy\": \"purchase\"}; unmapped unknown types are quarantined.")
+    max_unavailable_share: float = _param(0.5, "Flag the quality report when the catalog snapshot marks more than "
+                                          "this share of the day's items unavailable (or does not list them).", 0, 1)
+    min_full_user_share: float = _param(0.5, "Publish refuses a table in which fewer than this share of the "
+                                        "users get min(top_k, their candidates) items.", 0, 1)
+    max_personalized_drop: float = _param(0.5, "Publish refuses a table whose share of personalised users "
+                                          "dropped by more than this (relative) against the previous "
+                                          "published date.", 0, 1)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -98,6 +123,11 @@ class RunParams:
                 raise ConfigError(f"{f.name} must be {bounds}, got {value}.")
         if self.max_volume_ratio != 0 and self.max_volume_ratio < 1:
             raise ConfigError(f"max_volume_ratio must be 0 (off) or >= 1, got {self.max_volume_ratio}.")
+        object.__setattr__(self, "event_weights", _weights(self.event_weights))
+        unknown = sorted(set(self.event_type_map.values()) - set(EVENT_TYPES))
+        if unknown:
+            raise ConfigError(f"event_type_map maps to {unknown}, which are not contract event types: map each "
+                              f"name to one of {', '.join(EVENT_TYPES)}.")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "RunParams":
@@ -107,3 +137,15 @@ class RunParams:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _weights(given: Mapping[str, Any]) -> dict[str, float]:
+    """The default event weights with ``given`` overriding some; every type, in contract order."""
+    unknown = sorted(set(given) - set(EVENT_TYPES))
+    if unknown:
+        raise ConfigError(f"event_weights names {unknown}, which are not contract event types "
+                          f"({', '.join(EVENT_TYPES)}).")
+    merged = {t: float(given.get(t, EVENT_WEIGHTS[t])) for t in EVENT_TYPES}
+    if any(w < 0 for w in merged.values()):
+        raise ConfigError(f"event_weights must be >= 0, got {merged}.")
+    return merged

@@ -11,7 +11,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pyarrow as pa
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+from recpipe.events import EVENT_TYPES, EVENT_WEIGHTS
+
+__all__ = ["DEFAULTS", "EVENTS", "EVENTS_REQUIRED", "EVENT_TYPES", "EVENT_WEIGHTS", "ITEMS", "USERS", "day_bounds"]
+
 
 #: Raw events: one row per user action; ``value`` is the rating (1–5) or the price paid.
 EVENTS = pa.schema(
@@ -40,6 +43,10 @@ ITEMS = pa.schema(
     ]
 )
 
+#: What an optional column means when a producer leaves it out (or leaves a value null):
+#: ``available`` defaults to true, every other optional column to null ("unknown").
+DEFAULTS = {"items": {"available": True}}
+
 #: User profiles snapshot of that date; every column but ``user_id`` is optional.
 USERS = pa.schema(
     [
@@ -50,8 +57,7 @@ USERS = pa.schema(
     ]
 )
 
-#: Weight of each event type as implicit feedback (a purchase says more than a view).
-EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0, "rating": 3.0}
+
 
 
 def day_bounds(dt: str) -> tuple[datetime, datetime]:

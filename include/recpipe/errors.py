@@ -43,3 +43,16 @@ class ConcurrentUpdate(StorageError):
 
 class UpstreamNotReady(RecpipeError):
     """An earlier date this stage depends on is still being processed; transient, retried."""
+
+
+class PublishRefused(DataError):
+    """Publish refused to commit a table that fails its checks (empty, degenerate); the
+    previous table keeps serving."""
+
+
+class ResourceLimit(ConfigError):
+    """The configured run needs more memory (or another resource) than the machine has.
+
+    A ``ConfigError``: retrying the same run cannot help, changing a parameter can; the
+    message names the parameter.
+    """

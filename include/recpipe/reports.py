@@ -9,7 +9,7 @@ from recpipe.io import layout
 from recpipe.io.partitions import Store
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}td,th{padding:4px 10px;border-bottom:1px solid #ddd;
-text-align:left;vertical-align:top}.ok{color:green}.bad{color:#b00;font-weight:bold}"""
+text-align:left;vertical-align:top}.ok{color:green}.bad{color:#b00;font-weight:bold}.warn{color:#a60}"""
 
 
 def write_quality(store: Store, dt: str, summary: dict[str, Any], gx_results: dict[str, dict]) -> str:
@@ -17,8 +17,9 @@ def write_quality(store: Store, dt: str, summary: dict[str, Any], gx_results: di
     store.put_json(layout.quality_report(dt, "result.json"), {"summary": summary, "great_expectations": gx_results})
     verdict = "passed" if summary.get("passed") else "FAILED"
     problems = "".join(f"<li class=bad>{html.escape(p)}</li>" for p in summary.get("problems", []))
+    problems += "".join(f"<li class=warn>warning: {html.escape(w)}</li>" for w in summary.get("warnings", []))
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                    for k, v in summary.items() if k not in ("problems", "passed"))
+                    for k, v in summary.items() if k not in ("problems", "warnings", "passed"))
     tables = "".join(_gx_table(name, result) for name, result in gx_results.items())
     page = f"""<!doctype html><meta charset=utf-8><title>Quality {dt}: {verdict}</title><style>{STYLE}</style>
 <h1>Raw data dt={html.escape(dt)}: <span class={'ok' if summary.get('passed') else 'bad'}>{verdict}</span></h1>

@@ -25,22 +25,22 @@ BUCKET = os.environ.get("RECPIPE_BUCKET", "recpipe")
 #: Emitted by every publish; ``extra`` says which date. Consumers schedule on it.
 RECOMMENDATIONS = Asset(name="recommendations", uri=f"s3://{BUCKET}/{layout.RECOMMENDATIONS}/")
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
 
 
 def params() -> dict[str, Param]:
     """The trigger form: one ``Param`` per field of ``RunParams``, with its default, type,
     bounds and description taken from the field (so the form and the library agree)."""
-    form = {}
+    form, defaults = {}, RunParams()
     for f in dataclasses.fields(RunParams):
-        meta, kind = f.metadata, type(f.default)
-        schema: dict[str, Any] = {"type": _JSON_TYPES[kind], "description": meta["doc"]}
+        meta, default = f.metadata, getattr(defaults, f.name)
+        schema: dict[str, Any] = {"type": _JSON_TYPES[type(default)], "description": meta["doc"]}
         if meta["choices"] is not None:
             schema["enum"] = list(meta["choices"])
         for bound in ("minimum", "maximum"):
             if meta[bound] is not None:
                 schema[bound] = meta[bound]
-        form[f.name] = Param(f.default, **schema)
+        form[f.name] = Param(default, **schema)
     return form
 
 

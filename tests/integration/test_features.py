@@ -93,8 +93,8 @@ def _reference(store: Store, dt: str) -> dict:
         "u": pc.index_in(ev["user_id"], value_set=users_v).cast(pa.int32()),
         "i": pc.index_in(ev["item_id"], value_set=items_v).cast(pa.int32()),
         "type": ev["event_type"],
-        "w": pc.take(pa.array(list(contracts.EVENT_WEIGHTS.values())),
-                     pc.index_in(ev["event_type"], value_set=pa.array(list(contracts.EVENT_WEIGHTS)))),
+        "w": pc.take(pa.array(list(PARAMS.event_weights.values())),
+                     pc.index_in(ev["event_type"], value_set=pa.array(list(PARAMS.event_weights)))),
         "code": pc.index_in(ev["event_type"], value_set=pa.array(contracts.EVENT_TYPES)).cast(pa.int8()),
         "ts": ev["event_ts"],
     })

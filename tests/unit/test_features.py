@@ -18,6 +18,7 @@ from recpipe.errors import ConcurrentUpdate
 from recpipe.io.partitions import ANY
 
 DT = "2024-05-02"
+SPEC = daily.Spec(sequence_length=50, event_weights=dict(contracts.EVENT_WEIGHTS, purchase=7.5))  # one overridden
 START_US = int(datetime(2024, 5, 2, tzinfo=timezone.utc).timestamp() * 1_000_000)
 
 
@@ -30,8 +31,8 @@ def _events(n: int, seed: int = 0):
 
 def test_daily_aggregates_match_a_naive_group_by():
     u, i, c, ts = _events(3_000)
-    out = compute_daily(u, i, c, ts, DT, sequence_length=5)
-    w = daily.WEIGHTS[c]
+    out = compute_daily(u, i, c, ts, DT, daily.Spec(5, SPEC.event_weights))
+    w = np.array([SPEC.event_weights[t] for t in contracts.EVENT_TYPES])[c]
     t = pa.table({"u": u, "i": i, "c": c, "w": w, "ts": ts, "buy": np.where(c == daily.PURCHASE, ts, -1)})
     ref = t.group_by(["u", "i"]).aggregate([("w", "sum"), ("w", "count"), ("ts", "max"), ("buy", "max")]).sort_by(
         [("u", "ascending"), ("i", "ascending")])
@@ -75,9 +76,9 @@ def test_daily_aggregates_match_a_naive_group_by():
 
 def test_daily_aggregates_are_deterministic_and_an_empty_day_keeps_the_schemas():
     args = _events(500, seed=3)
-    a, b = compute_daily(*args, DT, 50), compute_daily(*args, DT, 50)
+    a, b = compute_daily(*args, DT, SPEC), compute_daily(*args, DT, SPEC)
     assert all(a[k].equals(b[k]) for k in a)
-    empty = compute_daily(*(x[:0] for x in args), DT, 50)
+    empty = compute_daily(*(x[:0] for x in args), DT, SPEC)
     assert all(empty[k].num_rows == 0 and empty[k].schema == a[k].schema for k in a)
 
 

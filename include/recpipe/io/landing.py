@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from recpipe import contracts
 from recpipe.errors import DataQualityError
 from recpipe.io import layout
 from recpipe.io.layout import SUCCESS
@@ -55,7 +57,8 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
     """Every file of a raw partition (Parquet, CSV or JSON Lines), concatenated and cast to ``schema``.
 
     Columns the contract does not name are kept after the contract's columns (recorded in
-    the quality report); optional contract columns that are absent are added as nulls.
+    the quality report); optional contract columns that are absent take their default
+    (``contracts.DEFAULTS``: ``available`` → true) or null.
     """
     where = f"s3://{store.bucket}/{layout.raw(table, dt)}/"
     keys = data_keys(store, table, dt)
@@ -74,7 +77,7 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
         try:
             if not data:
                 raise pa.ArrowInvalid("the file is empty (0 bytes)")
-            parts.append(conform(reader(data), schema, f"s3://{store.bucket}/{key}"))
+            parts.append(conform(reader(data), schema, f"s3://{store.bucket}/{key}", contracts.DEFAULTS.get(table)))
         except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
             raise DataQualityError(
                 f"s3://{store.bucket}/{key} is not readable {suffix[1:]} ({exc}); "
@@ -83,11 +86,13 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def conform(data: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+def conform(data: pa.Table, schema: pa.Schema, where: str, defaults: dict[str, object] | None = None) -> pa.Table:
     """Cast ``data`` to ``schema``; a missing required column or an unsafe cast fails the batch.
 
     Safe casts only: integers may become string ids, ISO-8601 strings timestamps, integers
     floats. A float id (``12.0``) or a string where a number belongs is refused, not guessed.
+    An optional column that is absent, and the nulls of one that is present, take the
+    contract's default for it (``contracts.DEFAULTS``; null where it has none).
     """
     columns, fields = [], []
     for field in schema:
@@ -100,7 +105,7 @@ def conform(data: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
                     f"{where}: required column {field.name!r} is missing; the file has "
                     f"{names}.{hint} Fix the producer's export to the contract (docs/contract.md)."
                 )
-            columns.append(pa.nulls(data.num_rows, field.type))
+            columns.append(_default(field, pa.nulls(data.num_rows, field.type), defaults))
         else:
             col = data.column(field.name)
             if pa.types.is_binary(col.type) and pa.types.is_string(field.type):
@@ -114,7 +119,7 @@ def conform(data: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
                     f"{field.type} (docs/contract.md); fix the producer's export."
                 )
             try:
-                columns.append(col.cast(field.type))
+                columns.append(_default(field, col.cast(field.type), defaults))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataQualityError(
                     f"{where}: column {field.name!r} has type {col.type}, the contract says "
@@ -125,6 +130,13 @@ def conform(data: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     if extra:
         log.warning("%s: columns not in the contract are kept but unused: %s", where, extra)
     return pa.table(columns + [data.column(n) for n in extra], schema=pa.schema(fields + [data.schema.field(n) for n in extra]))
+
+
+def _default(field: pa.Field, column: pa.Array | pa.ChunkedArray, defaults: dict[str, object] | None):
+    """``column`` with its nulls replaced by the contract's default for ``field``, if it has one."""
+    if not defaults or field.name not in defaults:
+        return column
+    return pc.fill_null(column, pa.scalar(defaults[field.name], field.type))
 
 
 def _castable(source: pa.DataType, target: pa.DataType) -> bool:

@@ -129,8 +129,9 @@ def build_features(store: Store, dt: str, params: RunParams, *, sequence_length:
                  missing[0])
     clock = _Clock()
     catalogs = daily.Catalogs(store)
+    spec = daily.Spec(sequence_length, params.event_weights)
     states, users_vocab, items_vocab = daily.ensure(
-        store, [d for d in wanted if d in committed], sequence_length,
+        store, [d for d in wanted if d in committed], spec,
         load_vocab(store, "users"), load_vocab(store, "items"), catalogs, force=rebuild, keep=dt)
     snap, catalog = catalogs.on(dt)
     if catalog is not None:  # normally already added with D's aggregate; a late catalog is added now

@@ -44,29 +44,42 @@ from recpipe.stages.features.vocab import Vocab, save_vocab
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the aggregates' content changes: older ones are recomputed.
-VERSION = 1
+#: 2: the ``favorite`` event type (``n_favorite``); weights from the run's ``event_weights``.
+VERSION = 2
 POPULARITY_HALF_LIFE_DAYS = 7.0
 N_TYPES = len(contracts.EVENT_TYPES)
 TYPE_COLUMNS = [f"n_{t}" for t in contracts.EVENT_TYPES]
 CODE = {t: i for i, t in enumerate(contracts.EVENT_TYPES)}
-WEIGHTS = np.array([contracts.EVENT_WEIGHTS[t] for t in contracts.EVENT_TYPES])
 PURCHASE = CODE["purchase"]
 
 
 # -- one day ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Spec:
+    """What an aggregate is computed with: a fresh aggregate must match it."""
+
+    sequence_length: int  # events per user kept in ``sequences``
+    event_weights: dict[str, float]  # weight per contract event type (``RunParams.event_weights``)
+
+    def weights(self) -> np.ndarray:
+        """(N_TYPES,) weights indexed by event code."""
+        return np.array([self.event_weights[t] for t in contracts.EVENT_TYPES])
+
+
 def compute_daily(user_idx: np.ndarray, item_idx: np.ndarray, code: np.ndarray, ts: np.ndarray,
-                  dt: str, sequence_length: int) -> dict[str, pa.Table]:
+                  dt: str, spec: Spec) -> dict[str, pa.Table]:
     """The four aggregate tables of one day's events (indices, type codes, µs timestamps)."""
     user_idx, item_idx = user_idx.astype(np.int32), item_idx.astype(np.int32)
     code, ts = code.astype(np.int8), ts.astype(np.int64)
+    sequence_length = spec.sequence_length
     if not len(user_idx):  # one dummy event, then nothing of it: the schemas stay the same
         one = compute_daily(np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.int8),
-                            np.zeros(1, np.int64), dt, sequence_length)
+                            np.zeros(1, np.int64), dt, spec)
         return {k: t.slice(0, 0) for k, t in one.items()}
     start = int(day_bounds(dt)[0].timestamp() * 1_000_000)
-    weight = WEIGHTS[code]
+    weight = spec.weights()[code]
     # pairs: sort by (user, item), reduce runs
     key = pair_key(user_idx, item_idx)
     order = np.argsort(key, kind="stable")
@@ -158,19 +171,19 @@ class DayState:
     tables: dict[str, pa.Table] | None = None  # kept in memory when just computed
 
 
-def is_fresh(meta: dict[str, Any] | None, clean_run_id: str, sequence_length: int,
-             users: Vocab, items: Vocab) -> bool:
+def is_fresh(meta: dict[str, Any] | None, clean_run_id: str, spec: Spec, users: Vocab, items: Vocab) -> bool:
     return bool(
         meta
         and meta.get("version") == VERSION
         and meta.get("clean_run_id") == clean_run_id
-        and meta.get("sequence_length", 0) >= sequence_length
+        and meta.get("sequence_length", 0) >= spec.sequence_length
+        and meta.get("event_weights") == spec.event_weights
         and meta.get("n_users", 0) <= len(users)  # a vocabulary reset invalidates every index
         and meta.get("n_items", 0) <= len(items)
     )
 
 
-def ensure(store: Store, dates: Iterable[str], sequence_length: int, users: Vocab, items: Vocab,
+def ensure(store: Store, dates: Iterable[str], spec: Spec, users: Vocab, items: Vocab,
            catalogs: Catalogs, force: bool = False, keep: str | None = None) -> tuple[list[DayState], Vocab, Vocab]:
     """Make the aggregates of ``dates`` (committed clean days, ascending) fresh; rebuild if ``force``.
 
@@ -186,15 +199,15 @@ def ensure(store: Store, dates: Iterable[str], sequence_length: int, users: Voca
         if clean is None:
             raise PartitionNotFound(
                 f"clean/events for {dt} is not committed: run `recpipe validate --date {dt}` first.")
-        if not force and is_fresh(agg and agg["meta"], clean["run_id"], sequence_length, users, items):
+        if not force and is_fresh(agg and agg["meta"], clean["run_id"], spec, users, items):
             states.append(DayState(dt, clean["run_id"], False))
             continue
-        tables, users, items = build_day(store, dt, clean["run_id"], sequence_length, users, items, catalogs)
+        tables, users, items = build_day(store, dt, clean["run_id"], spec, users, items, catalogs)
         states.append(DayState(dt, clean["run_id"], True, tables if dt == keep else None))
     return states, users, items
 
 
-def build_day(store: Store, dt: str, clean_run_id: str, sequence_length: int, users: Vocab, items: Vocab,
+def build_day(store: Store, dt: str, clean_run_id: str, spec: Spec, users: Vocab, items: Vocab,
               catalogs: Catalogs) -> tuple[dict[str, pa.Table], Vocab, Vocab]:
     """Aggregate one day of clean events and commit ``aggregates/dt=D``."""
     events = store.read_table(layout.partition(layout.CLEAN_EVENTS, dt), "events",
@@ -219,9 +232,10 @@ def build_day(store: Store, dt: str, clean_run_id: str, sequence_length: int, us
     users, items = save_vocab(store, users), save_vocab(store, items)
     code = pc.index_in(events["event_type"], value_set=pa.array(contracts.EVENT_TYPES))
     tables = compute_daily(users.index(events["user_id"]), items.index(events["item_id"]),
-                           code.to_numpy(zero_copy_only=False), ts_us(events, "event_ts"), dt, sequence_length)
-    meta = {"dt": dt, "version": VERSION, "clean_run_id": clean_run_id, "sequence_length": sequence_length,
-            "n_users": len(users), "n_items": len(items), "events": events.num_rows}
+                           code.to_numpy(zero_copy_only=False), ts_us(events, "event_ts"), dt, spec)
+    meta = {"dt": dt, "version": VERSION, "clean_run_id": clean_run_id, "sequence_length": spec.sequence_length,
+            "event_weights": spec.event_weights, "n_users": len(users), "n_items": len(items),
+            "events": events.num_rows}
     write(store, layout.partition(layout.AGGREGATES, dt), tables, meta)
     log.info("aggregates %s: %d events → %s", dt, events.num_rows, {k: t.num_rows for k, t in tables.items()})
     return tables, users, items

@@ -198,8 +198,8 @@ def sequences(w: Window, users: pa.Table, length: int) -> pa.Table:
 
 def examples(w: Window, known_items: np.ndarray, negatives: int, seed: int, dt: str) -> pa.Table:
     """Day D's positives (every pair with an event) and ``negatives`` sampled items per positive."""
-    day = daily.read(w.store, w.states[-1:], "pairs", ["user_idx", "item_idx", "n_click", "n_add_to_cart",
-                                                      "n_purchase"])[0]
+    engaged = ["n_click", "n_favorite", "n_add_to_cart", "n_purchase"]  # more than a view: the click label
+    day = daily.read(w.store, w.states[-1:], "pairs", ["user_idx", "item_idx", *engaged])[0]
     u = day["user_idx"].to_numpy().astype(np.int64)
     pos_key = pair_key(u, day["item_idx"].to_numpy())  # sorted: the aggregate is sorted by (user, item)
     eligible = np.flatnonzero(known_items)
@@ -214,7 +214,7 @@ def examples(w: Window, known_items: np.ndarray, negatives: int, seed: int, dt: 
     key = np.concatenate([pos_key, neg_key])
     order = np.argsort(key, kind="stable")
     n_pos = len(pos_key)
-    click = (day["n_click"].to_numpy() + day["n_add_to_cart"].to_numpy() + day["n_purchase"].to_numpy()) > 0
+    click = sum(day[c].to_numpy() for c in engaged) > 0
     buy = day["n_purchase"].to_numpy() > 0
     pad = np.zeros(len(neg_key), np.int8)
     users, items = split_pair_key(key[order])

@@ -104,12 +104,36 @@ def volume_bounds(store: Store, dt: str, params: RunParams) -> tuple[int, int, f
     return int(median / params.max_volume_ratio), int(median * params.max_volume_ratio) + 1, median
 
 
-def catalog_ids(store: Store, dt: str) -> pa.Array | None:
-    """Item ids of the newest catalog snapshot on or before ``dt`` (None without a catalog)."""
+def catalog_snapshot(store: Store, dt: str) -> pa.Table | None:
+    """(item_id, available) of the newest catalog snapshot on or before ``dt`` (None without one)."""
     dates = [d for d in landing.ready_dates(store, "items") if d <= dt]
     if not dates:
         return None
-    return landing.read_raw(store, "items", dates[-1], contracts.ITEMS)["item_id"].combine_chunks()
+    return landing.read_raw(store, "items", dates[-1], contracts.ITEMS).select(["item_id", "available"])
+
+
+def map_event_types(events: pa.Table, mapping: dict[str, str]) -> tuple[pa.Table, dict[str, int]]:
+    """``event_type`` with the producer's names replaced by contract types (``event_type_map``);
+    also how many rows each mapping renamed. Names the map does not know stay as they are
+    (an unknown type is quarantined by the row rules)."""
+    if not mapping:
+        return events, {}
+    col = events["event_type"]
+    pos = pc.index_in(col, value_set=pa.array(list(mapping), pa.string()))
+    mapped = pc.coalesce(pc.take(pa.array(list(mapping.values()), pa.string()), pos), col)
+    counts = {f"{r['values']}→{mapping[r['values']]}": r["counts"]
+              for r in pc.value_counts(pc.filter(col, pc.is_valid(pos))).to_pylist()}
+    return events.set_column(events.schema.get_field_index("event_type"), "event_type", mapped), counts
+
+
+def unavailable_share(events: pa.Table, catalog: pa.Table) -> float:
+    """Share of the distinct items of ``events`` that ``catalog`` marks unavailable or does not list."""
+    items = pc.unique(events["item_id"].combine_chunks()).drop_null()
+    if not len(items):
+        return 0.0
+    pos = pc.index_in(items, value_set=catalog["item_id"])
+    available = pc.fill_null(pc.take(catalog["available"], pos), False)
+    return 1 - pc.sum(available.cast(pa.int64())).as_py() / len(items)
 
 
 def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResult:
@@ -122,12 +146,14 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
         reports.write_quality(store, dt, {"dt": dt, "passed": False, "problems": [str(exc)]}, {})
         raise DataQualityError(f"{exc} Nothing from this date goes further.", report=store.url(report)) from exc
     log.info("validating %d raw events of %s", events.num_rows, dt)
+    events, renamed = map_event_types(events, params.event_type_map)
     reason = row_reasons(events, dt)
-    catalog = catalog_ids(store, dt)
+    catalog = catalog_snapshot(store, dt)
     bounds = volume_bounds(store, dt, params)
+    ids = None if catalog is None else catalog["item_id"].combine_chunks()
     gx_results = {"events": suites.run(
         suites.events_suite(dt, params, bounds, catalog is not None),
-        suites.events_frame(events, catalog), f"events-{dt}")}
+        suites.events_frame(events, ids), f"events-{dt}")}
     for table, schema in (("items", contracts.ITEMS), ("users", contracts.USERS)):
         if landing.is_ready(store, table, dt):
             data = landing.read_raw(store, table, dt, schema)
@@ -138,9 +164,17 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
     extra = [c for c in events.column_names if c not in contracts.EVENTS.names]
     result = ValidationResult(dt, events.num_rows, clean.num_rows, counts, report, extra)
     problems = _batch_problems(result, gx_results, params, bounds)
+    warnings = []
+    share = None if catalog is None else unavailable_share(clean, catalog)
+    if share is not None and share > params.max_unavailable_share:
+        warnings.append(f"the catalog snapshot makes {share:.0%} of the items with events on {dt} unavailable "
+                        f"(or does not list them), above max_unavailable_share {params.max_unavailable_share:.0%}: "
+                        "is the catalog's `available` column right? Unavailable items are never recommended.")
+        log.warning(warnings[-1])
     summary = {"dt": dt, "rows": result.rows, "clean_rows": result.clean_rows, "quarantined": counts,
-               "extra_columns": extra, "volume_bounds": bounds, "catalog_items": None if catalog is None else len(catalog),
-               "passed": not problems, "problems": problems}
+               "event_types_mapped": renamed, "extra_columns": extra, "volume_bounds": bounds,
+               "catalog_items": None if catalog is None else catalog.num_rows, "unavailable_item_share": share,
+               "passed": not problems, "problems": problems, "warnings": warnings}
     reports.write_quality(store, dt, summary, gx_results)
     if problems:
         raise DataQualityError(

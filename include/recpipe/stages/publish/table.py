@@ -25,9 +25,10 @@ from recpipe.artifacts import decision, registry
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
-from recpipe.errors import ConfigError, DataError, PartitionNotFound
+from recpipe.errors import ConfigError, DataError, PartitionNotFound, PublishRefused
 from recpipe.io import layout, pointers
 from recpipe.io.partitions import Store
+from recpipe.stages.publish import checks
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,11 @@ def publish_shard(store: Store, dt: str, params: RunParams, shard: int,
     features = Features(store, dt)
     users = features.users()
     users = users.filter(pa.array(users["user_idx"].to_numpy() % shards == shard))
-    table, personal = _recommend(features, params, ref, users)
+    table, measured = _recommend(features, params, ref, users)
     out = layout.shard(dt, shard, shards)
-    store.write_partition(out, {"part": table}, {"inputs": _inputs(features, params, ref),
-                                                 "users": users.num_rows, "personalized_users": personal})
+    store.write_partition(out, {"part": table}, {"inputs": _inputs(features, params, ref), "checks": measured})
     log.info("shard %d/%d of %s: %d rows for %d users (%d personalized)", shard + 1, shards, dt,
-             table.num_rows, users.num_rows, personal)
+             table.num_rows, users.num_rows, measured["personalized_users"])
     return {"dt": dt, "shard": shard, "prefix": out, "rows": table.num_rows, "users": users.num_rows}
 
 
@@ -72,11 +72,12 @@ def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None 
     """Assemble the staged shards into ``recommendations/dt=D`` (one atomic commit), move ``_latest``.
 
     Every shard must have been staged for exactly these inputs (model, params, features
-    commit); a missing or stale shard is refused, naming the shard to re-run.
+    commit); a missing or stale shard is refused, naming the shard to re-run. The table
+    must pass ``checks`` first: a refused table is not committed, the previous one stays.
     """
     ref = ref or decision.chosen(store, dt)
     shards, expected = params.publish_shards, _inputs(Features(store, dt), params, ref)
-    sources, rows, users, personal = {}, 0, 0, 0
+    sources, measured = {}, []
     for shard in range(shards):
         staged = layout.shard(dt, shard, shards)
         manifest = store.manifest(staged)
@@ -85,18 +86,32 @@ def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None 
             raise PartitionNotFound(f"s3://{store.bucket}/{staged} is {state}: re-run publish for "
                                     f"shard {shard} of {shards} on {dt}, then commit again.")
         sources[f"part-{shard:03d}.parquet"] = manifest["files"]["part.parquet"]
-        rows += manifest["meta"]["rows"]["part"]
-        users += manifest["meta"]["users"]
-        personal += manifest["meta"]["personalized_users"]
+        measured.append(manifest["meta"]["checks"])
+    total = checks.combine(measured)
+    previous = _previous(store, dt)
+    refused = checks.problems(total, previous, params)
     out = layout.partition(layout.RECOMMENDATIONS, dt)
-    store.commit_copies(out, sources, {"dt": dt, "model": ref, "top_k": params.top_k, "shards": shards, "rows": rows})
+    if refused:
+        kept = f"the table of {previous['dt']} stays" if previous else "no table was published before"
+        raise PublishRefused(
+            f"s3://{store.bucket}/{out} was NOT published: {' '.join(refused)} Nothing was committed; {kept} and "
+            f"{layout.LATEST} did not move. Fix the cause and re-run publish for {dt} (thresholds: "
+            "min_full_user_share, max_personalized_drop).")
+    store.commit_copies(out, sources, {"dt": dt, "model": ref, "top_k": params.top_k, "shards": shards, **total})
     # _latest names the newest published date; compare-and-swap, so it never moves back
     pointers.advance(store, layout.LATEST, {"dt": dt, "prefix": out})
     store.delete_keys(store.list_keys(layout.partition(layout.STAGING, dt) + "/"))
-    log.info("published s3://%s/%s: %d rows for %d users (%d personalized) in %d shard(s)", store.bucket, out,
-             rows, users, personal, shards)
-    return {"dt": dt, "prefix": out, "rows": rows, "users": users, "personalized_users": personal,
-            "shards": shards, "model": ref}
+    log.info("published s3://%s/%s: %d rows for %d users (%d personalized, %d with a full list, %d distinct items) "
+             "in %d shard(s)", store.bucket, out, total["rows"], total["users"], total["personalized_users"],
+             total["full_users"], total["distinct_items"], shards)
+    return {"dt": dt, "prefix": out, "rows": total["rows"], "users": total["users"],
+            "personalized_users": total["personalized_users"], "shards": shards, "model": ref}
+
+
+def _previous(store: Store, dt: str) -> dict[str, Any] | None:
+    """The commit meta of the newest table published before ``dt`` (None before the first)."""
+    earlier = [d for d in store.committed_dates(layout.RECOMMENDATIONS) if d < dt]
+    return store.manifest(layout.partition(layout.RECOMMENDATIONS, earlier[-1]))["meta"] if earlier else None
 
 
 def _inputs(features: Features, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
@@ -105,8 +120,9 @@ def _inputs(features: Features, params: RunParams, ref: dict[str, str]) -> dict[
             "features_run": features.run_id}
 
 
-def _recommend(features: Features, params: RunParams, ref: dict[str, str], users: pa.Table) -> tuple[pa.Table, int]:
-    """The published rows for ``users`` (user_idx, user_id, has_history); and how many were personalised."""
+def _recommend(features: Features, params: RunParams, ref: dict[str, str],
+               users: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """The published rows for ``users`` (user_idx, user_id, has_history), and their ``checks.measure``."""
     store, dt = features.store, features.dt
     items = features.items()
     blocked = ~items["available"].to_numpy(zero_copy_only=False)
@@ -136,7 +152,9 @@ def _recommend(features: Features, params: RunParams, ref: dict[str, str], users
         "strategy": recs["strategy"],
         "generated_at": pa.array([as_of] * recs.num_rows, pa.timestamp("s", tz="UTC")),
     })
-    return table, int(personal.sum())
+    measured = checks.measure(recs["user_idx"].to_numpy(), recs["item_idx"].to_numpy(), user_idx, int(personal.sum()),
+                              ~blocked, exclude, params.top_k)
+    return table, measured
 
 
 def read(store: Store, dt: str | None = None) -> pa.Table:
