@@ -64,13 +64,19 @@ class EpochLogger(keras.callbacks.Callback):
         log.info("epoch %d/%d %.1fs %s", epoch + 1, self.epochs, time.monotonic() - self.started, metrics)
 
 
-def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False,
+              grouped: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(train, validation) ``tf.data`` pipelines of ({"user", "item"}, label) batches.
 
     Each positive pair brings ``config.negatives`` uniformly drawn items as negatives,
     drawn inside the graph per batch (seeded, so runs repeat exactly). ``multitask``: the
     label is {"click": label, "purchase": label}, purchase being 1 for the positives in
     ``data.purchased`` (0 for all when it is None).
+
+    Flat (default): B·(1 + k) rows, user (B(1+k),), item (B(1+k),), label (B(1+k),): the B
+    positives, then their negatives. ``grouped``: one row per positive, user (B,), item
+    (B, 1 + k) and label (B, 1 + k), column 0 the positive and the rest its negatives (the
+    same draws as flat), so a model can compute a user's side once per positive.
     """
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(data.users))
@@ -85,11 +91,18 @@ def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False) ->
                 (b * k,), seed=tf.stack([tf.constant(config.seed + seed_offset, tf.int64), step]),
                 maxval=n_items, dtype=tf.int32,
             )
-            all_users = tf.concat([users, tf.repeat(users, k)], 0)
-            all_items = tf.concat([items, neg], 0)
-            labels = tf.concat([tf.ones(b), tf.zeros(b * k)], 0)
+            if grouped:
+                all_users = users
+                all_items = tf.concat([items[:, None], tf.reshape(neg, (b, k))], 1)
+                labels = tf.concat([tf.ones((b, 1)), tf.zeros((b, k))], 1)
+                bought = tf.concat([bought[:, None], tf.zeros((b, k))], 1)
+            else:
+                all_users = tf.concat([users, tf.repeat(users, k)], 0)
+                all_items = tf.concat([items, neg], 0)
+                labels = tf.concat([tf.ones(b), tf.zeros(b * k)], 0)
+                bought = tf.concat([bought, tf.zeros(b * k)], 0)
             if multitask:
-                labels = {"click": labels, "purchase": tf.concat([bought, tf.zeros(b * k)], 0)}
+                labels = {"click": labels, "purchase": bought}
             return {"user": all_users, "item": all_items}, labels
         return fn
 

@@ -12,7 +12,10 @@ probability ``ID_DROPOUT``, so a user the model never saw is scored from their h
 with none, as an average user) and an item it never saw from its content features alone.
 Pointwise training with ``config.negatives`` uniform negatives per positive, as MF; the
 purchase head learns from ``TrainingData.purchased``. The target item is masked out of the
-history fed with it, so the model learns to predict, not to copy the history.
+history fed with it, so the model learns to predict, not to copy the history. Training
+runs on grouped rows (:class:`Trainer`): the user tower runs once per positive and its
+vector scores the positive and its negatives alike (the same history, the positive masked
+out); the item tower runs once per distinct item of the batch.
 """
 
 from __future__ import annotations
@@ -74,6 +77,53 @@ def build(n_users: int, n_items: int, dim: int, history: int = HISTORY, seed: in
     return keras.Model({"user": user, "history": hist, "item": item, "item_features": feats}, out, name="two_tower")
 
 
+class Trainer(keras.Model):
+    """What :meth:`TwoTower.fit` trains: the layers (the very weights) of a :func:`build`
+    model on grouped batches, user (B,), history (B, H), item (B, C) → {"click": (B, C),
+    "purchase": (B, C)} probabilities; column 0 of item is a positive, the rest its negatives.
+
+    The user tower runs once per row, its vector shared by the row's C items (B user towers
+    per batch, not B·C); the item tower runs once per distinct item of the batch (on a
+    small catalog far fewer than B·C), id dropout too: an item dropped to "unknown" is so
+    for the whole batch. Only :func:`build`'s model is saved and scored.
+    """
+
+    def __init__(self, model: keras.Model, item_features: np.ndarray, **kwargs):
+        super().__init__(name="two_tower_training", **kwargs)
+        self.net = model
+        # row i + 1: item i's feature codes; row 0 (unknown) none
+        self.features = tf.constant(np.concatenate([np.zeros((1, item_features.shape[1]), np.int32), item_features]))
+
+    def call(self, x, training=False):
+        layer = self.net.get_layer
+        drop = layer("id_dropout")
+        # ids as int32: Keras builds a subclassed model under a distribution strategy from float32 placeholders
+        user, hist, items = (tf.cast(x[k], tf.int32) for k in ("user", "history", "item"))
+        # user tower, once per row (as build's graph)
+        emb = layer("item_embedding")(hist)
+        real = tf.expand_dims(tf.cast(tf.not_equal(hist, 0), emb.dtype), -1)
+        pooled = tf.reduce_sum(emb * real, axis=1) / tf.maximum(tf.reduce_sum(real, axis=1), 1.0)
+        u = tf.concat([layer("user_embedding")(drop(user, training=training)), pooled], -1)
+        u = layer("user_vector")(layer("user_dense")(u))
+        p = layer("purchase_vector")(u)
+        # item tower, once per distinct item
+        distinct, where = tf.unique(tf.reshape(items, [-1]))
+        known = drop(distinct, training=training)
+        feats = tf.gather(self.features, distinct)
+        parts = [layer("item_embedding")(known)] + [
+            layer(f"item_{name}")(feats[:, j]) for j, name in enumerate(ITEM_FEATURES)]
+        v = layer("item_vector")(layer("item_dense")(tf.concat(parts, -1)))
+        shape = tf.shape(items)
+
+        def per_row(values):  # (U, ...) → (B, C, ...)
+            return tf.reshape(tf.gather(values, where), tf.concat([shape, tf.shape(values)[1:]], 0))
+
+        v = per_row(v)
+        click = tf.einsum("bd,bcd->bc", u, v) + per_row(layer("click_bias")(known)[:, 0])
+        buy = tf.einsum("bd,bcd->bc", p, v) + per_row(layer("purchase_bias")(known)[:, 0])
+        return {"click": tf.sigmoid(tf.cast(click, "float32")), "purchase": tf.sigmoid(tf.cast(buy, "float32"))}
+
+
 @keras.saving.register_keras_serializable(package="recpipe")
 class IdDropout(keras.layers.Layer):
     """In training, replace an id by 0 ("unknown") with probability ``rate``."""
@@ -104,21 +154,21 @@ class TwoTower(Recommender):
 
     def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
         self._set_tables(data)
-        hist, feats = tf.constant(self.histories), tf.constant(self.item_features)
+        hist = tf.constant(self.histories)
 
-        def add_tables(x, y):
+        def add_tables(x, y):  # x["item"] (B, C): the positive, then its negatives
             h = tf.gather(hist, x["user"])
-            h = tf.where(h == tf.expand_dims(x["item"] + 1, 1), 0, h)  # don't show the target in its history
-            return {"user": x["user"] + 1, "item": x["item"] + 1, "history": h,
-                    "item_features": tf.gather(feats, x["item"])}, y
+            h = tf.where(h == x["item"][:, :1] + 1, 0, h)  # don't show the positive in its history
+            return {"user": x["user"] + 1, "item": x["item"] + 1, "history": h}, y
 
-        train, val = (ds.map(add_tables) for ds in keras_fit.pointwise(data, config, multitask=True))
+        train, val = (ds.map(add_tables) for ds in keras_fit.pointwise(data, config, multitask=True, grouped=True))
         self.model = build(data.n_users, data.n_items, config.embedding_dim, HISTORY, config.seed)
+        self._towers = {}
         if initial is not None:
             log.info("two_tower: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
         has_purchases = data.purchased is not None and bool(data.purchased.any())
         return keras_fit.fit(
-            self.model, train, val, config.epochs,
+            Trainer(self.model, self.item_features), train, val, config.epochs,
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss={"click": "binary_crossentropy", "purchase": "binary_crossentropy"},
             loss_weights={"click": 1.0, "purchase": 1.0 if has_purchases else 0.0},
