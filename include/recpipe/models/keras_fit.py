@@ -38,10 +38,18 @@ def setup_device(seed: int) -> str:
     return "cpu"
 
 
-def strategy() -> tf.distribute.Strategy:
-    """``MirroredStrategy`` over every GPU when there are several, the default strategy otherwise."""
-    gpus = tf.config.list_physical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+def strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """The strategy to build and train a model under.
+
+    ``devices`` None (the pipeline): ``MirroredStrategy`` over every GPU when there are
+    several, the default strategy otherwise. ``devices`` given: ``MirroredStrategy`` over
+    exactly those when there are several (e.g. ``["/cpu:0", "/cpu:1"]`` after splitting
+    the CPU into logical devices: the multi-GPU code path, tested without a GPU).
+    """
+    if devices is None:
+        gpus = tf.config.list_physical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy(list(devices)) if len(devices) > 1 else tf.distribute.get_strategy()
 
 
 def versions() -> dict[str, str]:
