@@ -8,7 +8,7 @@ import pytest
 from recpipe.models import FitConfig
 from recpipe.models import TrainingData, model_class
 from recpipe.models.base import ITEM_FEATURES
-from recpipe.models.two_tower import TwoTower
+from recpipe.models.two_tower import Trainer, TwoTower
 from recpipe.models.keras_fit import setup_device
 
 GROUPS, N_USERS, N_ITEMS, PER_USER = 4, 200, 80, 8
@@ -93,3 +93,16 @@ def test_save_load_scores_identically(model, tmp_path: Path):
     loaded = TwoTower.load(tmp_path)
     users = np.arange(0, N_USERS, 7)
     np.testing.assert_allclose(loaded.score(users, N_ITEMS), model.score(users, N_ITEMS), rtol=1e-6)
+
+
+def test_the_trained_graph_computes_the_scored_one(model):
+    # fit trains a Trainer (user tower once per row, item tower once per distinct item) on the
+    # layers of the model that is saved and scored: both give the same click and purchase logits
+    rng = np.random.default_rng(1)
+    users = np.arange(0, N_USERS, 9)
+    items = rng.integers(0, N_ITEMS, (len(users), 5))
+    out = Trainer(model.model, model.item_features)(
+        {"user": users + 1, "history": model.histories[users], "item": items + 1}, training=False)
+    for task in ("click", "purchase"):
+        expected = model.logits(users, N_ITEMS, task=task)[np.arange(len(users))[:, None], items]
+        np.testing.assert_allclose(np.asarray(out[task]), 1 / (1 + np.exp(-expected)), rtol=1e-5, atol=1e-6)
