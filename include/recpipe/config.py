@@ -81,6 +81,13 @@ class RunParams:
                                    "by all its positions (unlike negatives, which are per positive).", 1, 100_000)
     max_len: int = _param(0, "sasrec: most recent items per user it reads (0: the 95th percentile of the users' "
                           "history lengths, at most 50).", 0, 1000)
+    loss: str = _param("auto", "sasrec's training loss: full (softmax over the whole catalog), sampled (softmax over "
+                       "the target and shared_negatives items drawn uniformly per batch) or auto (full up to "
+                       "4,096 items, sampled above).", choices=("auto", "full", "sampled"))
+    shared_negatives: int = _param(256, "sasrec with the sampled loss: negative items drawn per batch and shared "
+                                   "by all its positions (unlike negatives, which are per positive).", 1, 100_000)
+    max_len: int = _param(0, "sasrec: most recent items per user it reads (0: the 95th percentile of the users' "
+                          "history lengths, at most 50).", 0, 1000)
     batch_size: int = _param(1024, "Training batch size.", 1, 1 << 20)
     learning_rate: float = _param(0.01, "Adam's learning rate.", 1e-6, 1.0)
     seed: int = _param(42, "Random seed: same seed and data, same model.", 0)

@@ -30,7 +30,7 @@ def walks() -> TrainingData:
 
 def fitted(data: TrainingData) -> SASRec:
     setup_device(PARAMS.seed)
-    model = SASRec(max_len=LENGTH)
+    model = SASRec(max_len=LENGTH, dropout=0.2)  # a toy world of 12 items: the default 0.5 is for real catalogs
     model.fit(data, PARAMS)
     return model
 

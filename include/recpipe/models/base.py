@@ -58,11 +58,17 @@ class FitConfig:
     epochs: most epochs (early stopping may end sooner); embedding_dim: d of every
     embedding; negatives: sampled negatives per positive (pointwise models);
     batch_size, learning_rate: of the Adam optimiser; seed: same seed and data → same model.
+    Sequence models (sasrec): loss "full" | "sampled" | "auto"; shared_negatives: items
+    drawn per batch and shared by all its positions (sampled loss); max_len: items read per
+    user (0: adapt to the data).
     """
 
     epochs: int = 8
     embedding_dim: int = 32
     negatives: int = 4
+    loss: str = "auto"
+    shared_negatives: int = 256
+    max_len: int = 0
     batch_size: int = 1024
     learning_rate: float = 0.01
     seed: int = 42

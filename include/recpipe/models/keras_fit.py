@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from recpipe.errors import ResourceLimit
 from recpipe.models.base import FitConfig, TrainingData
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,71 @@ class EpochLogger(keras.callbacks.Callback):
         log.info("epoch %d/%d %.1fs %s", epoch + 1, self.epochs, time.monotonic() - self.started, metrics)
 
 
+@keras.saving.register_keras_serializable(package="recpipe")
+class LazyAdam(keras.optimizers.Adam):
+    """Adam that updates only the embedding rows a batch touched (TF Addons' "LazyAdam").
+
+    Keras 3's Adam makes an embedding's sparse gradient dense and rewrites the whole table
+    and its two moments on every step: O(rows × d) per step, which dominates training once
+    a table has a million rows. Here a sparse gradient updates its rows' moments and weights
+    only (rows not in the batch keep their moments); dense gradients get Keras's Adam.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        rows, at = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), at, tf.shape(rows)[0])
+        step = tf.cast(self.iterations + 1, dtype)
+        b1, b2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        alpha = tf.cast(learning_rate, dtype) * tf.sqrt(1 - tf.pow(b2, step)) / (1 - tf.pow(b1, step))
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        m_rows = b1 * tf.gather(_tf_variable(m), rows) + (1 - b1) * g
+        v_rows = b2 * tf.gather(_tf_variable(v), rows) + (1 - b2) * tf.square(g)
+        self.assign(m, tf.IndexedSlices(m_rows, rows))
+        self.assign(v, tf.IndexedSlices(v_rows, rows))
+        self.assign_sub(variable, tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+
+
+def _tf_variable(variable):
+    return getattr(variable, "value", variable)
+
+
+def index_batches(n: int, batch_size: int, seed: int, shuffle: bool,
+                  lengths: np.ndarray | None = None) -> tf.data.Dataset:
+    """Batches of the row numbers 0 … n-1 (int32 vectors), in a new seeded order every epoch
+    when ``shuffle``.
+
+    Models gather their columns by these: memory is one int32 permutation per epoch, where
+    ``Dataset.shuffle(n)`` would hold a buffer entry (some hundred bytes) per row.
+    ``lengths`` (n,): each epoch, rows are shuffled, then ordered by length (stably), cut
+    into batches, and the batches shuffled: a batch holds rows of about one length, so a
+    sequence model can drop the padding all its rows share.
+    """
+    batches = -(-n // batch_size)
+
+    def cut(perm, batch_order):
+        return tf.data.Dataset.from_tensor_slices(batch_order).map(
+            lambda i: perm[i * batch_size: tf.minimum((i + 1) * batch_size, n)])
+
+    if not shuffle:
+        return cut(tf.range(n, dtype=tf.int32), tf.range(batches, dtype=tf.int32))
+    size = None if lengths is None else tf.constant(np.asarray(lengths, np.int32))
+
+    def epoch(s):
+        seed_of = lambda k: tf.stack([s, tf.constant(seed + k, tf.int64)])  # noqa: E731
+        perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=seed_of(0))
+        if size is None:
+            return cut(perm, tf.range(batches, dtype=tf.int32))
+        perm = tf.gather(perm, tf.argsort(tf.gather(size, perm), stable=True))
+        return cut(perm, tf.random.experimental.stateless_shuffle(tf.range(batches, dtype=tf.int32), seed=seed_of(1)))
+
+    epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    return epochs.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(batches))
+
+
 def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False,
               grouped: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(train, validation) ``tf.data`` pipelines of ({"user", "item"}, label) batches.
@@ -117,12 +183,10 @@ def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False,
     purchased = np.zeros(len(data.users), np.float32) if data.purchased is None else data.purchased.astype(np.float32)
 
     def pipeline(idx: np.ndarray, shuffle: bool, seed_offset: int):
-        ds = tf.data.Dataset.from_tensor_slices(
-            (data.users[idx].astype(np.int32), data.items[idx].astype(np.int32), purchased[idx])
-        )
-        if shuffle:
-            ds = ds.shuffle(len(idx), seed=config.seed, reshuffle_each_iteration=True)
-        ds = ds.batch(config.batch_size).enumerate().map(with_negatives(seed_offset))
+        columns = (tf.constant(data.users[idx].astype(np.int32)), tf.constant(data.items[idx].astype(np.int32)),
+                   tf.constant(purchased[idx]))
+        ds = index_batches(len(idx), config.batch_size, config.seed, shuffle)
+        ds = ds.map(lambda rows: tuple(tf.gather(c, rows) for c in columns)).enumerate().map(with_negatives(seed_offset))
         return ds.prefetch(tf.data.AUTOTUNE)
 
     return pipeline(order[n_val:], True, 0), pipeline(order[:n_val], False, 1_000_003)
@@ -130,27 +194,42 @@ def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False,
 
 def fit(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None, epochs: int, *,
         optimizer: keras.optimizers.Optimizer, loss: Any, metrics: Any = None, loss_weights: Any = None,
-        patience: int = 2) -> dict[str, Any]:
-    """Compile ``model``, fit it with early stopping on the validation loss (the training loss
-    without validation data), restore the best epoch's weights; returns :func:`summarize`."""
-    monitor = "val_loss" if val is not None else "loss"
+        patience: int = 2, monitor: str | None = None, mode: str = "min",
+        callbacks: tuple = ()) -> dict[str, Any]:
+    """Compile ``model``, fit it with early stopping on ``monitor`` (default: the validation
+    loss, the training loss without validation data; ``mode`` "max" for a metric to raise,
+    which one of ``callbacks`` may add to the epoch's logs), restore the best epoch's
+    weights; returns :func:`summarize`.
+
+    Running out of memory (TensorFlow's ``ResourceExhaustedError``, ``MemoryError``) is
+    raised as :class:`~recpipe.errors.ResourceLimit` naming the parameters to lower.
+    """
+    monitor = monitor or ("val_loss" if val is not None else "loss")
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights)
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=epochs,
-        verbose=0,
-        shuffle=False,  # tf.data already shuffles
-        callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
-                   EpochLogger(epochs)],
-    )
-    return summarize(history, monitor)
+    try:
+        history = model.fit(
+            train,
+            validation_data=val,
+            epochs=epochs,
+            verbose=0,
+            shuffle=False,  # tf.data already shuffles
+            callbacks=[*callbacks,
+                       keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                                     restore_best_weights=True),
+                       EpochLogger(epochs)],
+        )
+    except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ResourceLimit(
+            f"training {model.name} ran out of memory ({type(exc).__name__}: {first}). Lower batch_size, max_len or "
+            "embedding_dim, or for sasrec set loss=sampled or fewer shared_negatives.") from exc
+    return summarize(history, monitor, mode)
 
 
-def summarize(history: Any, monitor: str = "val_loss") -> dict[str, Any]:
+def summarize(history: Any, monitor: str = "val_loss", mode: str = "min") -> dict[str, Any]:
     """A Keras ``History`` as fit's summary: epochs run, the best epoch (by ``monitor``,
     the one EarlyStopping restored), every metric at that epoch, and the per-epoch history."""
     hist = {k: [float(x) for x in v] for k, v in history.history.items()}
-    best = int(np.argmin(hist[monitor]))
+    best = int(np.argmax(hist[monitor]) if mode == "max" else np.argmin(hist[monitor]))
     return {"epochs": len(hist["loss"]), "best_epoch": best + 1, **{k: v[best] for k, v in hist.items()},
             "history": hist}

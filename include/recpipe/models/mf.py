@@ -3,7 +3,12 @@
 Trained pointwise with binary cross-entropy: every (user, item) pair seen before D is a
 positive, ``config.negatives`` items drawn uniformly per positive are negatives, drawn
 afresh in every batch by the ``tf.data`` pipeline. 5% of the positives (with their own
-negatives) are the validation split for early stopping.
+negatives) are the validation split for early stopping. Adam is lazy (a batch updates only
+the embedding rows it touched), so a step costs O(batch), not O(users + items).
+
+Memory: 24·((U + V)·d + V) bytes for the parameters and their optimiser state, 24 bytes per
+interaction for the input tensors, plus one batch (``recpipe.models.memory.mf_terms``);
+checked against the memory available before training starts.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from recpipe.models import keras_fit
+from recpipe.models import keras_fit, memory
 from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weights, pad_items, sigmoid
 
 log = logging.getLogger(__name__)
@@ -43,13 +48,16 @@ class MatrixFactorization(Recommender):
         self._cached: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
+        memory.check("mf", memory.mf_terms(
+            n_users=data.n_users, n_items=data.n_items, n_interactions=len(data.users), dim=config.embedding_dim,
+            batch_size=config.batch_size, negatives=config.negatives))
         self.model = build(data.n_users, data.n_items, config.embedding_dim)
         self._cached = None
         if initial is not None:
             log.info("mf: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
         train, val = keras_fit.pointwise(data, config)
         summary = keras_fit.fit(self.model, train, val, config.epochs,
-                                optimizer=keras.optimizers.Adam(config.learning_rate),
+                                optimizer=keras_fit.LazyAdam(config.learning_rate),
                                 loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
         self._cached = None  # weights changed: re-read on next use
         return summary
