@@ -5,6 +5,7 @@ Every day, turn the day's raw interaction events into a fresh top-K recommendati
 
 ```
 wait_for_events → validate_events → wait_for_earlier_days → build_features → choose_path
+                   validate_events → realised_feedback
 choose_path ─(mode=train)→ train_candidate → evaluate ─(pass)→ promote_candidate ─┐
             │                                         └(fail)→ keep_champion ─────┤
             └(mode=republish)→ republish_champion ────────────────────────────────┴→ publish
@@ -14,6 +15,8 @@ publish = [plan_shards → publish_shard[0..n-1] → commit] → flag_rejection
 - **wait_for_events** waits for `raw/events/dt=<ds>/_SUCCESS` (the producer's marker).
 - **validate_events** runs the Great Expectations gate: bad rows → `quarantine/`, the rest
   → `clean/`; a bad batch fails the run (no retry). Report: `reports/quality/dt=<ds>/`.
+- **realised_feedback** scores yesterday's published table against today's validated
+  events (purchases, clicks; per strategy and model) into `reports/feedback/dt=<ds-1>/`.
 - **wait_for_earlier_days** waits (rescheduling, holding no worker slot) while an earlier
   day of the window has raw events that are not validated yet: features built without it
   would miss it.
@@ -78,6 +81,12 @@ def recommendations_daily():
         from recpipe_airflow import run_stage
 
         return run_stage("validate", ds, params)
+
+    @task
+    def realised_feedback(ds: str | None = None, params: dict | None = None) -> dict | None:
+        from recpipe_airflow import run_stage
+
+        return run_stage("feedback", ds, params)
 
     @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
     def wait_for_earlier_days(ds: str | None = None, params: dict | None = None) -> bool:
@@ -156,7 +165,9 @@ def recommendations_daily():
     with TaskGroup("publish") as publish:
         publish_shard.expand(shard=plan_shards()) >> commit()
 
-    wait_for_events() >> validate_events() >> wait_for_earlier_days() >> build_features() >> path
+    validated = wait_for_events() >> validate_events()
+    validated >> realised_feedback()
+    validated >> wait_for_earlier_days() >> build_features() >> path
     path >> Label("mode=train") >> train_candidate() >> judged
     path >> Label("mode=republish") >> republished
     judged >> Label("pass") >> promoted

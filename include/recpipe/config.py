@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from recpipe.events import EVENT_TYPES, EVENT_WEIGHTS
 from recpipe.errors import ConfigError
 
-MODELS = ("mf", "popularity", "sasrec", "two_tower")
+MODELS = ("mf", "popularity", "recent", "sasrec", "two_tower")
 #: train: train a candidate and gate it; republish: publish with the champion of that date.
 MODES = ("train", "republish")
 
@@ -65,8 +65,9 @@ class RunParams:
     """The knobs of one run; the DAG's trigger form and the CLI flags are generated from these."""
 
     model: str = _param("mf", "Model to train: mf (matrix factorisation), sasrec (self-attention over recent "
-                        "items), two_tower (id + content features, click/purchase heads; scores new items) or "
-                        "popularity (baseline).", choices=MODELS)
+                        "items), two_tower (id + content features, click/purchase heads; scores new items), "
+                        "popularity or recent (the user's recently touched items; the two baselines).",
+                        choices=MODELS)
     mode: str = _param("train", "train: train and gate a candidate. republish: skip training, publish with the "
                        "champion of that date (for backfills).", choices=MODES)
     top_k: int = _param(10, "Items per user in the table.", 1, 500)
@@ -74,13 +75,6 @@ class RunParams:
     epochs: int = _param(8, "Maximum training epochs (early stopping may end sooner).", 1, 200)
     embedding_dim: int = _param(32, "Embedding size of the model.", 4, 512)
     negatives: int = _param(4, "Sampled negative items per positive (pointwise models, training examples).", 0, 1000)
-    loss: str = _param("auto", "sasrec's training loss: full (softmax over the whole catalog), sampled (softmax over "
-                       "the target and shared_negatives items drawn uniformly per batch) or auto (full up to "
-                       "4,096 items, sampled above).", choices=("auto", "full", "sampled"))
-    shared_negatives: int = _param(256, "sasrec with the sampled loss: negative items drawn per batch and shared "
-                                   "by all its positions (unlike negatives, which are per positive).", 1, 100_000)
-    max_len: int = _param(0, "sasrec: most recent items per user it reads (0: the 95th percentile of the users' "
-                          "history lengths, at most 50).", 0, 1000)
     loss: str = _param("auto", "sasrec's training loss: full (softmax over the whole catalog), sampled (softmax over "
                        "the target and shared_negatives items drawn uniformly per batch) or auto (full up to "
                        "4,096 items, sampled above).", choices=("auto", "full", "sampled"))
@@ -97,6 +91,8 @@ class RunParams:
     max_unknown_item_rate: float = _param(0.05, "Largest share of events about items the catalog does not list.", 0, 1)
     min_lift_over_popularity: float = _param(0.05, "Candidate NDCG@K must beat popularity by this relative margin.",
                                              0, 10)
+    min_lift_over_recent: float = _param(0.0, "Candidate NDCG@K must reach the recent heuristic's (each user's "
+                                         "recently touched items) times 1 + this.", 0, 10)
     max_drop_vs_champion: float = _param(0.02, "Candidate NDCG@K may be at most this much (relative) below the "
                                          "champion.", 0, 1)
     exclude_purchased: bool = _param(True, "Never recommend what the user already bought.")
@@ -105,6 +101,8 @@ class RunParams:
     publish_shards: int = _param(1, "Score users in this many parallel publish tasks (one per user shard).", 1, 64)
     fail_on_rejection: bool = _param(True, "Mark the run failed when the gate rejects the candidate (the "
                                      "champion's table is still published).")
+    repeat_slots: int = _param(-1, "Slots of each user's list given to their recently touched items (not bought), "
+                               "ahead of the model's items: -1 lets the gate choose 0..top_k by hold-out NDCG.", -1, 500)
     event_weights: dict = _param(EVENT_WEIGHTS, "Weight of each event type as implicit feedback (popularity, "
                                  "interaction weights, the recent heuristic); give only the types to change, "
                                  "e.g. {\"purchase\": 8}.")

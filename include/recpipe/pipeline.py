@@ -1,6 +1,7 @@
 """The pipeline: its stages in order, one function each, ``stage(store, dt, params) -> dict``.
 
     validate → features → train → evaluate → promote → publish
+       └→ feedback (yesterday's table against today's events)
 
 The CLI (``recpipe <stage> --date D``) and the DAG's tasks (through the Airflow plugin)
 call exactly the functions of :data:`STAGES`. Stages hand each other nothing but the store:
@@ -13,11 +14,13 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from datetime import date, timedelta
 from typing import Any, Callable
 
 from recpipe.config import RunParams
 from recpipe.io.partitions import Store
 from recpipe.stages import evaluate as _evaluate
+from recpipe.stages import feedback as _feedback
 from recpipe.stages import features as _features
 from recpipe.stages import promote as _promote
 from recpipe.stages import publish as _publish
@@ -47,6 +50,12 @@ def validate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     r = _validate.validate_events(store, dt, params)
     return {"dt": dt, "rows": r.rows, "clean_rows": r.clean_rows, "quarantined": r.quarantined,
             "report": store.url(r.report)}
+
+
+@stage
+def feedback(store: Store, dt: str, params: RunParams) -> dict[str, Any] | None:
+    """Now that ``dt`` is validated: how the table published for the day before did on it."""
+    return _feedback.realised(store, (date.fromisoformat(dt) - timedelta(days=1)).isoformat())
 
 
 def pending_days(store: Store, dt: str, params: RunParams) -> list[str]:
@@ -123,7 +132,7 @@ def gate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
 #: Every stage function, in pipeline order: the DAG's tasks call them by name, and the CLI
 #: offers validate, features, train, evaluate (+ gate) and publish as commands.
 STAGES: dict[str, Callable[..., Any]] = {f.__name__: f for f in (
-    validate, pending_days, features, train, evaluate, gate, promote, keep_champion, republish,
+    validate, feedback, pending_days, features, train, evaluate, gate, promote, keep_champion, republish,
     publish_shard, commit_publish, publish, rejection)}
 
 

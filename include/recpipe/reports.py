@@ -42,7 +42,8 @@ def _gx_table(name: str, result: dict) -> str:
             f"<th>result</th><th>observed</th></tr>{''.join(rows)}</table>")
 
 
-COLORS = {"candidate": "#2a7", "champion": "#27c", "popularity": "#999", "threshold": "#c33"}
+COLORS = {"candidate": "#2a7", "champion": "#27c", "popularity": "#999", "recent": "#c80", "threshold": "#c33",
+          "all": "#000", "personalized": "#2a7", "repeat": "#c80", "fallback": "#999"}
 
 
 def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[str, Any]]) -> str:
@@ -57,14 +58,33 @@ def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[
                      f"{html.escape(m['model'])} {html.escape(m['version'])}</li>" for r, m in decision["metrics"].items())
     runs = history + [decision]
     charts = "".join(_history_chart(n, runs, gated=n == f"ndcg@{decision['k']}") for n in names)
+    realised = feedback_history(store, dt)
+    if realised:
+        charts += "".join(_feedback_chart(truth, realised, decision["k"]) for truth in ("purchase", "click"))
     page = f"""<!doctype html><meta charset=utf-8><title>Evaluation {dt}: {verdict}</title><style>{STYLE}
 svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
 <h1>Evaluation dt={html.escape(dt)}: candidate <span class={'ok' if decision['passed'] else 'bad'}>{verdict}</span></h1>
 <ul>{''.join(f'<li>{html.escape(r)}</li>' for r in decision['reasons'])}</ul>
 <h2>This run</h2><ul>{models}</ul>{_bars(decision, names)}
-<h2>History ({len(runs)} dates)</h2><div class=charts>{charts}</div>"""
+<h2>History ({len(runs)} dates; realised: how each published table did the next day)</h2>
+<div class=charts>{charts}</div>"""
     store.put_bytes(layout.evaluation_report(dt), page.encode())
     return layout.evaluation_report(dt)
+
+
+def feedback_history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
+    """The realised feedback (``reports/feedback/dt=*/metrics.json``) of up to ``days`` dates before ``dt``."""
+    keys = [k for k in store.list_keys(layout.dates_prefix(layout.FEEDBACK_REPORTS)) if k.endswith("/metrics.json")]
+    dates = sorted(layout.date_of(k) for k in keys)
+    return [store.get_json(layout.feedback_report(d)) for d in dates if d < dt][-days:]
+
+
+def _feedback_chart(truth: str, realised: list[dict[str, Any]], k: int) -> str:
+    """Realised HR@K of each published table on the next day's ``truth``, per strategy, over dates."""
+    runs = [{"dt": r["dt"], "metrics": {s: {"v": v[f"hit_rate@{k}"]} for s, v in
+                                        {"all": r[truth]["all"], **r[truth]["strategy"]}.items()}} for r in realised]
+    return _history_chart("v", runs, gated=False, roles=("all", "personalized", "repeat", "fallback"),
+                          title=f"realised {truth} hit_rate@{k}")
 
 
 def _bars(decision: dict[str, Any], names: list[str]) -> str:
@@ -87,10 +107,11 @@ def _bars(decision: dict[str, Any], names: list[str]) -> str:
     return f"<svg width={left + width + 60} height={height} role=img>{''.join(parts)}</svg>"
 
 
-def _history_chart(name: str, runs: list[dict[str, Any]], gated: bool) -> str:
-    """One metric over dates: a line per contender, plus the gate's bar when the metric is gated."""
+def _history_chart(name: str, runs: list[dict[str, Any]], gated: bool,
+                   roles: tuple[str, ...] = ("candidate", "champion", "popularity", "recent"), title: str = "") -> str:
+    """One metric over dates: a line per role, plus the gate's bar when the metric is gated."""
     w, h, pad = 320, 150, 30
-    series = {r: [run["metrics"].get(r, {}).get(name) for run in runs] for r in ("candidate", "champion", "popularity")}
+    series = {r: [run["metrics"].get(r, {}).get(name) for run in runs] for r in roles}
     if gated:
         series["threshold"] = [run.get("thresholds", {}).get("min_" + name) for run in runs]
     values = [v for s in series.values() for v in s if v is not None] or [0.0]
@@ -112,5 +133,6 @@ def _history_chart(name: str, runs: list[dict[str, Any]], gated: bool) -> str:
     axis = (f"<text x={pad} y={h - 8} font-size=10>{html.escape(runs[0]['dt'])}</text>"
             f"<text x={w - pad} y={h - 8} font-size=10 text-anchor=end>{html.escape(runs[-1]['dt'])}</text>"
             f"<text x=2 y={pad - 4} font-size=10>{hi:.3f}</text><text x=2 y={h - pad} font-size=10>{lo:.3f}</text>")
-    title = f"<text x={w / 2} y=14 font-size=12 text-anchor=middle>{html.escape(name)}{' (gated)' if gated else ''}</text>"
+    label = title or name
+    title = f"<text x={w / 2} y=14 font-size=12 text-anchor=middle>{html.escape(label)}{' (gated)' if gated else ''}</text>"
     return f"<svg width={w} height={h} role=img>{title}{axis}{''.join(lines)}</svg>"

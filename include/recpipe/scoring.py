@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 CELLS_PER_BATCH = 1 << 24  # scores held at once (users × items float32: 64 MiB)
 
@@ -120,6 +121,43 @@ def top_k_with_fallback(
     personal = model.knows(users) if personal is None else personal
     return (top_k(model, users[personal], n_items, k, exclude, blocked),
             top_k(fallback, users[~personal], n_items, k, exclude, blocked))
+
+
+def blend(primary: pa.Table, repeats: pa.Table, slots: int, k: int) -> pa.Table:
+    """Each user's first ``slots`` items of ``repeats`` that they touched (score ≥ 0, as the
+    ``recent`` model scores them), then ``primary``'s items not already listed, k in all.
+
+    Tables as :func:`top_k` returns (user_idx, item_idx, rank, score), each user's rows in
+    rank order; the output adds ``repeat`` (bool: the row came from ``repeats``), ranks 1..k.
+    """
+    mask = pa.array(np.zeros(repeats.num_rows, bool))
+    if slots > 0:
+        mask = pc.and_(pc.less_equal(repeats["rank"], slots), pc.greater_equal(repeats["score"], 0.0))
+    rep = repeats.filter(mask)
+    users = np.concatenate([rep["user_idx"].to_numpy(), primary["user_idx"].to_numpy()]).astype(np.int64)
+    items = np.concatenate([rep["item_idx"].to_numpy(), primary["item_idx"].to_numpy()]).astype(np.int64)
+    order_key = np.concatenate([rep["rank"].to_numpy(), primary["rank"].to_numpy() + slots]).astype(np.int64)
+    scores = np.concatenate([rep["score"].to_numpy(), primary["score"].to_numpy()])
+    source = np.r_[np.ones(rep.num_rows, bool), np.zeros(primary.num_rows, bool)]
+    order = np.lexsort((order_key, users))
+    pair = (users << 32 | items)[order]
+    first = np.ones(len(pair), bool)  # keep each (user, item) once: its earliest position
+    seen_order = np.argsort(pair, kind="stable")
+    dup = np.zeros(len(pair), bool)
+    dup[1:] = pair[seen_order][1:] == pair[seen_order][:-1]
+    first[seen_order[dup]] = False
+    order = order[first]
+    u = users[order]
+    starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1] if len(u) else np.zeros(0, np.int64)
+    rank = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)])) + 1
+    keep = rank <= k
+    return pa.table({
+        "user_idx": pa.array(u[keep], pa.int32()),
+        "item_idx": pa.array(items[order][keep], pa.int32()),
+        "rank": pa.array(rank[keep], pa.int16()),
+        "score": pa.array(scores[order][keep], pa.float32()),
+        "repeat": pa.array(source[order][keep]),
+    })
 
 
 def select(vals: np.ndarray, k: int) -> np.ndarray:

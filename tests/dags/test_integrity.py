@@ -50,9 +50,12 @@ def _daily():
 
 def test_daily_dag_shape_follows_the_diagram():
     dag = _daily()
-    chain = ["wait_for_events", "validate_events", "wait_for_earlier_days", "build_features", "choose_path"]
+    chain = ["wait_for_earlier_days", "build_features", "choose_path"]
     for up, down in zip(chain, chain[1:]):
         assert dag.get_task(up).downstream_task_ids == {down}, (up, down)
+    assert dag.get_task("wait_for_events").downstream_task_ids == {"validate_events"}
+    assert dag.get_task("validate_events").downstream_task_ids == {"wait_for_earlier_days", "realised_feedback"}
+    assert dag.get_task("realised_feedback").downstream_task_ids == set()  # a report: nothing waits for it
     assert dag.get_task("train_candidate").downstream_task_ids == {"evaluate"}
     assert dag.get_task("choose_path").downstream_task_ids == {"train_candidate", "republish_champion"}
     assert dag.get_task("evaluate").downstream_task_ids == {"promote_candidate", "keep_champion"}

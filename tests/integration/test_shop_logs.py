@@ -129,3 +129,29 @@ def test_event_weights_change_popularity_and_recompute_the_aggregates(shop):
     gained = pc.greater(after, pc.add(before, 1e-9))
     assert pc.all(pc.equal(pc.and_(gained, pc.invert(bought)), False)).as_py()
     assert pc.any(gained).as_py()
+
+
+def test_realised_feedback_scores_yesterdays_table_on_todays_purchases_and_clicks(shop):
+    store, dates = shop
+    params = RunParams(model="popularity", top_k=5)
+    for dt in dates[:-1]:
+        pipeline.validate(store, dt, params)
+    pipeline.run(store, dates[-2], params)
+    assert pipeline.feedback(store, dates[-2], params) is None  # nothing was published for the day before
+    pipeline.validate(store, dates[-1], params)
+    out = pipeline.feedback(store, dates[-1], params)
+    assert store.get_json(f"reports/feedback/dt={dates[-2]}/metrics.json") == out
+    # the oracle: per user who bought on the next day and has a list, a hit if one of the items is in it
+    table = publish.read(store, dates[-2]).to_pandas()
+    events = store.read_table(f"clean/events/dt={dates[-1]}", "events").to_pandas()
+    lists = table.groupby("user_id")["item_id"].agg(set)
+    bought = events[events.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    served = [u for u in bought.index if u in lists.index]
+    expected = sum(bool(bought[u] & lists[u]) for u in served) / len(served)
+    assert out["purchase"]["all"]["users"] == len(served) > 0
+    assert out["purchase"]["all"]["hit_rate@5"] == pytest.approx(expected)
+    assert set(out["click"]["strategy"]) == set(table.strategy)
+    # the next evaluation page charts it
+    pipeline.run(store, dates[-1], params)
+    page = store.get_bytes(f"reports/evaluation/dt={dates[-1]}/index.html").decode()
+    assert "realised purchase hit_rate@5" in page and "realised click hit_rate@5" in page

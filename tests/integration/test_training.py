@@ -146,13 +146,17 @@ def test_a_champion_older_than_some_users_is_judged_with_the_fallback_for_them(s
     holdout = store.read_table(f"features/dt={d4}", "holdout")["user_idx"].to_numpy()
     assert not old.knows(holdout).all()  # the case this test is about
     assert decision["champion"]["version"].startswith(d2)
-    # the champion's NDCG, recomputed: its own lists for the users it knows, popularity's for the others
+    # the champion's NDCG, recomputed: its own lists for the users it knows, popularity's for the
+    # others, the first `repeat_slots` (as the gate chose them) given to each user's recent items
     features = Features(store, d4)
     users = np.unique(holdout)
     known = old.knows(users)
     fallback = registry.load(store, registry.popularity_ref(d4), d4)
     exclude = features.exclusions(before_day=True)
-    recs = pa.concat_tables([scoring.top_k(old, users[known], features.n_items, 10, exclude),
-                             scoring.top_k(fallback, users[~known], features.n_items, 10, exclude)])
+    slots = decision["metrics"]["champion"]["repeat_slots"]
+    recent = registry.recent(store, d4, before_day=True, event_weights=params.event_weights)
+    primary = pa.concat_tables([scoring.top_k(old, users[known], features.n_items, 10 + slots, exclude),
+                                scoring.top_k(fallback, users[~known], features.n_items, 10 + slots, exclude)])
+    recs = scoring.blend(primary, scoring.top_k(recent, users, features.n_items, 10, exclude), slots, 10)
     expected = evaluate(features.holdout(), recs, 10, col_user="user_idx", col_item="item_idx")["ndcg@10"]
     assert decision["metrics"]["champion"]["ndcg@10"] == pytest.approx(expected)

@@ -1,6 +1,8 @@
 """Top-k scoring: order, ties, exclusions, blocked items and the logits fast path."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from recpipe.models.popularity import Popularity
@@ -134,3 +136,28 @@ def test_matrix_factorization_publishes_its_own_scores():
     assert np.array_equal(out["score"].to_numpy(), score[users, items])  # bit for bit
     for u in range(3):
         assert items[users == u].tolist() == np.lexsort((np.arange(40), -score[u]))[:5].tolist()
+
+
+def _ranked(lists: dict[int, list[int]], scores: dict[int, list[float]] | None = None) -> pa.Table:
+    rows = [(u, i, r + 1, (scores or {}).get(u, [1.0] * len(items))[r]) for u, items in lists.items()
+            for r, i in enumerate(items)]
+    return pa.table({"user_idx": pa.array([r[0] for r in rows], pa.int32()),
+                     "item_idx": pa.array([r[1] for r in rows], pa.int32()),
+                     "rank": pa.array([r[2] for r in rows], pa.int16()),
+                     "score": pa.array([r[3] for r in rows], pa.float32())})
+
+
+def test_blend_puts_the_touched_recent_items_first_then_the_models_without_repeats():
+    primary = _ranked({1: [10, 11, 12, 13, 14], 2: [20, 21, 22, 23, 24]})
+    # user 1 touched 12 and 30; user 2's recent list is popularity only (negative scores: untouched)
+    repeats = _ranked({1: [12, 30, 40], 2: [50, 51, 52]}, {1: [2.0, 0.5, -0.2], 2: [-0.1, -0.3, -0.5]})
+    out = scoring.blend(primary, repeats, slots=3, k=4)
+    lists = {u: out.filter(pc.equal(out["user_idx"], u)) for u in (1, 2)}
+    assert lists[1]["item_idx"].to_pylist() == [12, 30, 10, 11]
+    assert lists[1]["repeat"].to_pylist() == [True, True, False, False]
+    assert lists[2]["item_idx"].to_pylist() == [20, 21, 22, 23] and not any(lists[2]["repeat"].to_pylist())
+    assert out["rank"].to_pylist() == [1, 2, 3, 4, 1, 2, 3, 4]
+    empty = scoring.blend(primary.slice(0, 0), repeats.slice(0, 0), slots=3, k=4)
+    assert empty.num_rows == 0 and empty.column_names == out.column_names
+    no_slots = scoring.blend(primary, repeats, slots=0, k=4)
+    assert no_slots.drop_columns(["repeat"]).equals(primary.filter(pc.less_equal(primary["rank"], 4)))

@@ -2,7 +2,8 @@
 
 ``reports/evaluation/dt=D/metrics.json`` (written by the evaluate stage) and
 ``reports/evaluation/dt=D/decision.json`` (written by promote or republish):
-``{"dt", "passed": true | false | null, "reasons": [...], "publish": <model ref>}``.
+``{"dt", "passed": true | false | null, "reasons": [...], "publish": <model ref>,
+"repeat_slots": n}`` (the first n slots of each list are the user's recent items).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ def evaluation(store: Store, dt: str) -> dict[str, Any]:
     return store.get_json(layout.evaluation_report(dt, "metrics.json"))
 
 
-def write(store: Store, dt: str, passed: bool | None, reasons: list[str], publish: dict[str, str]) -> dict[str, Any]:
-    outcome = {"dt": dt, "passed": passed, "reasons": reasons, "publish": publish}
+def write(store: Store, dt: str, passed: bool | None, reasons: list[str], publish: dict[str, str],
+          repeat_slots: int) -> dict[str, Any]:
+    outcome = {"dt": dt, "passed": passed, "reasons": reasons, "publish": publish, "repeat_slots": repeat_slots}
     store.put_json(layout.evaluation_report(dt, "decision.json"), outcome)
     return outcome
 
@@ -27,7 +29,3 @@ def write(store: Store, dt: str, passed: bool | None, reasons: list[str], publis
 def read(store: Store, dt: str) -> dict[str, Any]:
     return store.get_json(layout.evaluation_report(dt, "decision.json"))
 
-
-def chosen(store: Store, dt: str) -> dict[str, str]:
-    """The ref of the model the gate (or republish) chose to publish ``dt``."""
-    return read(store, dt)["publish"]

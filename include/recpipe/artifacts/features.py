@@ -72,6 +72,24 @@ class Features:
         table = table.sort_by("user_idx")
         return table["user_idx"].to_numpy(), table["item_idx"].to_numpy()
 
+    def recent_events(self, before_day: bool, event_weights: dict[str, float]) -> tuple[np.ndarray, ...]:
+        """(user_idx, item_idx, weight, ts µs) of each user's last events (``sequences``: the last
+        L events up to the end of D, repeats included); only those before D if ``before_day``."""
+        seq = self.table("sequences")
+        parent = pc.list_parent_indices(seq["item_idx"]).to_numpy()
+        users = seq["user_idx"].to_numpy()[parent]
+        items = pc.list_flatten(seq["item_idx"]).to_numpy()
+        types = pc.list_flatten(seq["event_type"])
+        types = pc.dictionary_encode(pc.cast(types, pa.string()).combine_chunks())  # a few distinct names
+        per_type = np.array([event_weights.get(t, 0.0) for t in types.dictionary.to_pylist()] + [0.0])
+        weight = per_type[types.indices.to_numpy()]
+        ts = pc.list_flatten(seq["event_ts"]).cast(pa.int64()).to_numpy()
+        if before_day:
+            start = int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
+            keep = ts < start
+            users, items, weight, ts = users[keep], items[keep], weight[keep], ts[keep]
+        return users, items, weight, ts
+
     def training_data(self) -> TrainingData:
         """What a model learns from: the interactions before D, as dense indices."""
         meta = self.meta

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from recpipe.artifacts.features import Features
 from recpipe.io import layout, pointers
 from recpipe.io.partitions import Store, table_to_parquet
 from recpipe.models import Recommender, model_class
 from recpipe.models.popularity import Popularity
+from recpipe.models.recent import Recent
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,15 @@ def version(dt: str, params: dict[str, Any]) -> str:
 def popularity_ref(dt: str) -> Ref:
     """Popularity is rebuilt from each date's features; its ref names that date."""
     return {"name": "popularity", "version": dt, "prefix": layout.partition(layout.FEATURES, dt)}
+
+
+def recent(store: Store, dt: str, before_day: bool, event_weights: dict[str, float]) -> Recent:
+    """The recent-activity heuristic of ``dt``, rebuilt from its features: each user's last
+    events before D (to judge on D's hold-out) or through the end of D (to publish)."""
+    features = Features(store, dt)
+    popularity = features.table("items", columns=["popularity"])["popularity"].to_numpy()
+    users, items, weights, ts = features.recent_events(before_day, event_weights)
+    return Recent.from_events(users, items, weights, ts, features.meta["n_users"], popularity)
 
 
 def save(store: Store, model: Recommender, version_: str, meta: dict[str, Any]) -> Ref:
@@ -88,29 +99,33 @@ def champion(store: Store, name: str, before: str | None = None, on_or_before: s
 
     None before the first promotion.
     """
+    record = champion_record(store, name, before, on_or_before)
+    return None if record is None else {k: record[k] for k in ("name", "version", "prefix")}
+
+
+def champion_record(store: Store, name: str, before: str | None = None,
+                    on_or_before: str | None = None) -> dict[str, Any] | None:
+    """The whole promotion record of that champion: its ref, ``dt``, ``reason``, ``repeat_slots``."""
     if before is None and on_or_before is None:
         try:
-            pointer = store.get_json(layout.champion_pointer(name))
+            return store.get_json(layout.champion_pointer(name))
         except FileNotFoundError:
             return None
-    else:
-        history = [k for k in store.list_keys(layout.champions_prefix(name)) if k.endswith(".json")]
-        dates = sorted(layout.date_of(k) for k in history)
-        dates = [d for d in dates if (d < before if before else d <= on_or_before)]
-        if not dates:
-            return None
-        pointer = store.get_json(layout.champion_record(name, dates[-1]))
-    return {k: pointer[k] for k in ("name", "version", "prefix")}
+    history = [k for k in store.list_keys(layout.champions_prefix(name)) if k.endswith(".json")]
+    dates = sorted(layout.date_of(k) for k in history)
+    dates = [d for d in dates if (d < before if before else d <= on_or_before)]
+    return store.get_json(layout.champion_record(name, dates[-1])) if dates else None
 
 
-def promote(store: Store, ref: Ref, dt: str, reason: str) -> None:
+def promote(store: Store, ref: Ref, dt: str, reason: str, repeat_slots: int = 0) -> None:
     """Make ``ref`` the champion of its model name from date ``dt`` on (atomic PUTs).
 
     The current pointer only moves forward in time: promoting for an older date (a
     backfill) records that date's champion but leaves a newer champion serving.
+    ``repeat_slots``: how many of its list's slots the recent items take (the gate chose it).
     """
     pointer = {**ref, "dt": dt, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "reason": reason}
+               "reason": reason, "repeat_slots": repeat_slots}
     store.put_json(layout.champion_record(ref["name"], dt), pointer)
     if pointers.advance(store, layout.champion_pointer(ref["name"]), pointer):  # compare-and-swap
         log.info("champion of %s is now %s (%s)", ref["name"], ref["version"], reason)

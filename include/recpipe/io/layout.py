@@ -14,6 +14,7 @@ never spell a key themselves: they ask this module. docs/storage.md shows the tr
     models/<name>/champion.json         the serving version (compare-and-swap pointer)
     models/<name>/champions/dt=D.json   the champion as of each date
     reports/evaluation/dt=D/            the gate's metrics.json, decision.json and index.html
+    reports/feedback/dt=D/              the realised quality of D's table on D + 1 (metrics.json)
     recommendations/_shards/dt=D/       publish shards staged before the commit
     recommendations/dt=D/               the published table
     recommendations/_latest             the newest published date (pointer)
@@ -36,6 +37,7 @@ LATEST = f"{RECOMMENDATIONS}/_latest"
 STAGING = f"{RECOMMENDATIONS}/_shards"
 QUALITY_REPORTS = "reports/quality"
 EVALUATION_REPORTS = "reports/evaluation"
+FEEDBACK_REPORTS = "reports/feedback"
 
 
 def partition(dataset: str, dt: str) -> str:
@@ -75,6 +77,11 @@ def quality_report(dt: str, name: str = "index.html") -> str:
 def evaluation_report(dt: str, name: str = "index.html") -> str:
     """``reports/evaluation/dt=D/<name>``: ``metrics.json``, ``decision.json`` or ``index.html``."""
     return f"{partition(EVALUATION_REPORTS, dt)}/{name}"
+
+
+def feedback_report(dt: str, name: str = "metrics.json") -> str:
+    """``reports/feedback/dt=D/metrics.json``: how D's table did on D + 1."""
+    return f"{partition(FEEDBACK_REPORTS, dt)}/{name}"
 
 
 # -- vocabularies and models ------------------------------------------------------------

@@ -3,7 +3,7 @@
     base        the contract: TrainingData, FitConfig, Recommender, shared helpers
     keras_fit   device, pointwise input pipeline, the compile/fit/early-stopping loop
     sequences   histories as padded item sequences
-    popularity, mf, sasrec, two_tower: one module per model
+    popularity, recent, mf, sasrec, two_tower: one module per model
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from recpipe.models.base import FitConfig, Recommender, TrainingData
 REGISTRY = {
     "mf": ("recpipe.models.mf", "MatrixFactorization"),
     "popularity": ("recpipe.models.popularity", "Popularity"),
+    "recent": ("recpipe.models.recent", "Recent"),
     "sasrec": ("recpipe.models.sasrec", "SASRec"),
     "two_tower": ("recpipe.models.two_tower", "TwoTower"),
 }

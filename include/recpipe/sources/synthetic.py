@@ -8,6 +8,10 @@ What makes it learnable (and popularity beatable):
   previous item's few "related" items, so recent history predicts what comes next;
 - every viewed item runs a funnel view → click → add_to_cart → purchase whose
   probabilities rise with the user's taste for the item's category;
+- users come back to what they touched: each keeps a shortlist of the last items it
+  viewed, clicked or carted and did not buy; with probability ``p_revisit`` a step
+  re-views one of them (carted ones more likely), with a steeper funnel (intent), so about
+  half of the purchases are of items the buyer touched on earlier days, as in real shop logs;
 - new users and new items appear over the days.
 
 ``generate(...)`` yields one :class:`Day` (events, items, users) per date.
@@ -38,6 +42,8 @@ class ShopSpec:
     p_next: float = 0.5  # chance the next item is related to the previous one
     taste_alpha: float = 0.15  # Dirichlet concentration: smaller = pickier users
     new_share: float = 0.25  # share of users/items born after day 0
+    p_revisit: float = 0.2  # chance a step re-views an item of the shortlist (≈ 55 % of purchases are repeats)
+    shortlist: int = 8  # items remembered per user (touched, not bought)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,33 @@ class _Shop:
             p = self.item_pop[members] / self.item_pop[members].sum()
             self.related[members] = rng.choice(members, (len(members), 4), p=p)
         self.last_item = np.full(n_u, -1)
+        self.short_item = np.full((n_u, spec.shortlist), -1)  # ring buffer of touched, unbought items
+        self.short_depth = np.zeros((n_u, spec.shortlist), np.int8)  # how far each went in the funnel
+        self.short_next = np.zeros(n_u, np.int64)  # the buffer's next slot per user
+
+    def _revisits(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of ``users`` re-view a shortlisted item this step, that item); carted items
+        weigh 3, clicked 2, viewed 1."""
+        rng = self.rng
+        weight = np.where(self.short_item[users] >= 0, 1.0 + self.short_depth[users], 0.0)
+        has = weight.sum(axis=1) > 0
+        revisit = has & (rng.random(len(users)) < self.spec.p_revisit)
+        cum = weight[revisit].cumsum(axis=1)
+        slot = (cum < rng.random((int(revisit.sum()), 1)) * cum[:, -1:]).sum(axis=1)
+        return revisit, self.short_item[users[revisit], slot]
+
+    def _remember(self, users: np.ndarray, items: np.ndarray, depth: np.ndarray) -> None:
+        """Shortlist what was touched but not bought; forget what was bought."""
+        bought = depth >= 3
+        hit = self.short_item[users[bought]] == items[bought, None]
+        rows = self.short_item[users[bought]]
+        rows[hit] = -1
+        self.short_item[users[bought]] = rows
+        keep = ~bought & ~(self.short_item[users] == items[:, None]).any(axis=1)
+        u, i = users[keep], items[keep]
+        slot = self.short_next[u] % self.spec.shortlist
+        self.short_item[u, slot], self.short_depth[u, slot] = i, depth[keep]
+        self.short_next[u] += 1
 
     def _pick_by_taste(self, users: np.ndarray, day: int) -> np.ndarray:
         """One item per user: a category from the user's taste, an item by popularity."""
@@ -111,14 +144,18 @@ class _Shop:
             related = self.related[prev_live[follow], rng.integers(0, 4, follow.sum())]
             ok = self.item_born[related] <= d
             item[np.flatnonzero(follow)[ok]] = related[ok]
+            revisit, again = self._revisits(users)
+            item[revisit] = again
             prev[live] = item
-            # funnel: affinity in [0, 1] = taste for the item's category relative to the user's top
+            # funnel: affinity in [0, 1] = taste for the item's category relative to the user's top;
+            # a revisit shows intent: every step of the funnel is likelier
             affinity = self.taste[users, self.item_cat[item]] / self.taste[users].max(axis=1)
             second = start[live] + step * 90
             depth = np.zeros(len(users), dtype=np.int8)
-            depth += rng.random(len(users)) < 0.10 + 0.5 * affinity  # click
-            depth += (depth == 1) & (rng.random(len(users)) < 0.35)  # add to cart
-            depth += (depth == 2) & (rng.random(len(users)) < 0.5)  # purchase
+            depth += rng.random(len(users)) < 0.10 + 0.5 * affinity + 0.3 * revisit  # click
+            depth += (depth == 1) & (rng.random(len(users)) < 0.35 + 0.3 * revisit)  # add to cart
+            depth += (depth == 2) & (rng.random(len(users)) < 0.5 + 0.3 * revisit)  # purchase
+            self._remember(users, item, depth)
             for level in range(4):
                 keep = depth >= level
                 cols["user"].append(users[keep])

@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) -> dict[str, Any]:
-    """Score candidate, champion and popularity on the hold-out; decide; write the report."""
+    """Score candidate, champion and the two baselines on the hold-out; decide; write the report.
+
+    The baselines are popularity and ``recent`` (each user's recently touched items). The
+    candidate and the champion are judged as they would publish: their lists with the first
+    ``repeat_slots`` taken by the user's recent items, that number chosen here, per
+    contender, as the one (0..K) with the best NDCG@K (param ``repeat_slots`` ≥ 0 fixes it).
+    """
     features = Features(store, dt)
     holdout = features.holdout().to_pandas()
     n_items = features.n_items
@@ -42,21 +48,38 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     if champion and champion["version"] != candidate["version"]:
         contenders["champion"] = champion
     k = params.top_k
-    metrics = {}
+
+    def judge(recs: pa.Table) -> dict[str, float]:
+        return compute_metrics(holdout, recs.to_pandas(), k, n_items, col_user="user_idx", col_item="item_idx")
+
     fallback = registry.load(store, contenders["popularity"], dt)
+    recent = scoring.top_k(registry.recent(store, dt, before_day=True, event_weights=params.event_weights),
+                           users, n_items, k, exclude)
+    metrics = {"recent": {**judge(recent), "model": "recent", "version": dt, "repeat_slots": 0}}
     for role, ref in contenders.items():
+        blends = slot_choices(params, ref["name"])
         # an older champion may predate some users: they get the fallback, as in publish
-        ranked = scoring.top_k_with_fallback(registry.load(store, ref, dt), fallback, users, n_items, k, exclude)
-        recs = pa.concat_tables(ranked).to_pandas()
-        metrics[role] = {**compute_metrics(holdout, recs, k, n_items, col_user="user_idx", col_item="item_idx"),
-                         "model": ref["name"], "version": ref["version"]}
-        log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users", role, ref["name"], ref["version"],
-                 k, metrics[role][f"ndcg@{k}"], k, metrics[role][f"hit_rate@{k}"], len(users))
+        ranked = pa.concat_tables(scoring.top_k_with_fallback(registry.load(store, ref, dt), fallback, users, n_items,
+                                                              k + max(blends), exclude))
+        tried = {r: judge(scoring.blend(ranked, recent, r, k)) for r in blends}
+        slots = max(blends, key=lambda r: (tried[r][f"ndcg@{k}"], -r))  # the best; ties: fewer repeat slots
+        metrics[role] = {**tried[slots], "model": ref["name"], "version": ref["version"], "repeat_slots": slots}
+    for role, m in metrics.items():
+        log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users (repeat slots %d)", role, m["model"],
+                 m["version"], k, m[f"ndcg@{k}"], k, m[f"hit_rate@{k}"], len(users), m["repeat_slots"])
     passed, reasons, thresholds = decide(metrics, params)
     decision = {"dt": dt, "k": k, "passed": passed, "reasons": reasons, "metrics": metrics,
                 "thresholds": thresholds, "candidate": candidate, "champion": champion}
     reports.write_evaluation(store, decision, history(store, dt))
     return decision
+
+
+def slot_choices(params: RunParams, model: str) -> list[int]:
+    """The repeat-slot counts to try for a model: 0..K (auto), or the fixed ``repeat_slots``;
+    only 0 for the baselines themselves."""
+    if model in ("popularity", "recent"):
+        return [0]
+    return list(range(params.top_k + 1)) if params.repeat_slots < 0 else [min(params.repeat_slots, params.top_k)]
 
 
 def history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
@@ -67,18 +90,28 @@ def history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
 
 
 def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[bool, list[str], dict[str, float]]:
-    """The gate's rule; returns (passed, one sentence per check, the thresholds it applied)."""
+    """The gate's rule; returns (passed, one sentence per check, the thresholds it applied).
+
+    The candidate's NDCG@K must beat popularity's by ``min_lift_over_popularity`` and reach
+    the recent heuristic's times 1 + ``min_lift_over_recent`` (relative), and be at most
+    ``max_drop_vs_champion`` below the champion's.
+    """
     key = f"ndcg@{params.top_k}"
-    cand, pop = metrics["candidate"][key], metrics["popularity"][key]
+    cand = metrics["candidate"][key]
     reasons, passed = [], True
     if metrics["candidate"]["users"] == 0:
         return False, ["no hold-out users for this date (no one with history was active on it): nothing to judge."], {}
-    need = pop * (1 + params.min_lift_over_popularity)
+    need = 0.0
+    for baseline, lift, strict in (("popularity", params.min_lift_over_popularity, True),
+                                   ("recent", params.min_lift_over_recent, False)):
+        base = metrics[baseline][key]
+        floor = base * (1 + lift)
+        ok = (cand > floor if strict else cand >= floor) if base > 0 else cand > 0
+        passed &= ok
+        need = max(need, floor)
+        reasons.append(f"{key} {cand:.4f} vs {baseline} {base:.4f}: needs {'>' if strict else '>='} {floor:.4f} "
+                       f"(+{lift:.0%}) — {'ok' if ok else 'FAILED'}.")
     thresholds = {f"min_{key}": need}
-    ok = cand > need if pop > 0 else cand > 0
-    passed &= ok
-    reasons.append(f"{key} {cand:.4f} vs popularity {pop:.4f}: needs > {need:.4f} "
-                   f"(+{params.min_lift_over_popularity:.0%}) — {'ok' if ok else 'FAILED'}.")
     if "champion" in metrics:
         champ = metrics["champion"][key]
         floor = champ * (1 - params.max_drop_vs_champion)

@@ -26,8 +26,9 @@ def promote_candidate(store: Store, dt: str) -> dict[str, Any]:
     found = decision.evaluation(store, dt)
     if not found["passed"]:
         raise ConfigError(f"the candidate for {dt} did not pass the gate: keep the champion instead.")
-    registry.promote(store, found["candidate"], dt, f"passed the gate on {dt}")
-    return decision.write(store, dt, True, found["reasons"], found["candidate"])
+    slots = found["metrics"]["candidate"]["repeat_slots"]
+    registry.promote(store, found["candidate"], dt, f"passed the gate on {dt}", slots)
+    return decision.write(store, dt, True, found["reasons"], found["candidate"], slots)
 
 
 def keep_champion(store: Store, dt: str) -> dict[str, Any]:
@@ -35,11 +36,16 @@ def keep_champion(store: Store, dt: str) -> dict[str, Any]:
     found = decision.evaluation(store, dt)
     if found["passed"]:
         raise ConfigError(f"the candidate for {dt} passed the gate: promote it instead.")
+    metrics, k = found["metrics"], found["k"]
     fallback = found["champion"] or registry.popularity_ref(dt)
+    if found["champion"]:  # its repeat slots as this evaluation chose them (its own, when it is the candidate's twin)
+        slots = metrics.get("champion", metrics["candidate"])["repeat_slots"]
+    else:  # no champion yet: the better baseline, popularity or the recent items (backfilled by popularity)
+        slots = k if metrics["recent"][f"ndcg@{k}"] > metrics["popularity"][f"ndcg@{k}"] else 0
     log.warning("candidate %s REJECTED by the gate on %s: %s Publishing %s %s instead; the candidate "
                 "stays in %s for inspection.", found["candidate"]["version"], dt, " ".join(found["reasons"]),
                 fallback["name"], fallback["version"], found["candidate"]["prefix"])
-    return decision.write(store, dt, False, found["reasons"], fallback)
+    return decision.write(store, dt, False, found["reasons"], fallback, slots)
 
 
 def apply(store: Store, dt: str) -> dict[str, Any]:
@@ -50,9 +56,11 @@ def apply(store: Store, dt: str) -> dict[str, Any]:
 
 def republish(store: Store, dt: str, model: str) -> dict[str, Any]:
     """Skip training: publish with the ``model`` champion that served on ``dt`` (popularity before any)."""
+    record = registry.champion_record(store, model, on_or_before=dt)
     ref = registry.champion(store, model, on_or_before=dt) or registry.popularity_ref(dt)
-    log.info("republishing %s with %s %s", dt, ref["name"], ref["version"])
-    return decision.write(store, dt, None, [f"mode=republish: the {model} champion as of {dt}"], ref)
+    slots = (record or {}).get("repeat_slots", 0)
+    log.info("republishing %s with %s %s (repeat slots %d)", dt, ref["name"], ref["version"], slots)
+    return decision.write(store, dt, None, [f"mode=republish: the {model} champion as of {dt}"], ref, slots)
 
 
 def rejection(store: Store, dt: str) -> str | None:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from recpipe import scoring
 from recpipe.artifacts import decision, registry
+from recpipe.artifacts.recommendations import COLUMNS, read
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
@@ -33,21 +35,21 @@ from recpipe.stages.publish import checks
 log = logging.getLogger(__name__)
 
 
-def publish(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None = None) -> dict[str, Any]:
-    """Score, assemble and commit ``recommendations/dt=D`` with the model ``ref`` names
-    (default: the one the gate chose for ``dt``, ``decision.json``).
+def publish(store: Store, dt: str, params: RunParams, choice: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score, assemble and commit ``recommendations/dt=D`` with the model and repeat slots of
+    ``choice`` (default: what the gate chose for ``dt``, ``decision.json``).
 
     The one-process path (CLI, tests): every shard in turn, then the commit. The DAG runs
     the shards as parallel mapped tasks and then :func:`commit`.
     """
-    ref = ref or decision.chosen(store, dt)
+    choice = choice or decision.read(store, dt)
     for shard in range(params.publish_shards):
-        publish_shard(store, dt, params, shard, ref)
-    return commit(store, dt, params, ref)
+        publish_shard(store, dt, params, shard, choice)
+    return commit(store, dt, params, choice)
 
 
 def publish_shard(store: Store, dt: str, params: RunParams, shard: int,
-                  ref: dict[str, str] | None = None) -> dict[str, Any]:
+                  choice: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score the users with ``user_idx % publish_shards == shard``; commit them as one staged shard.
 
     Memory is bounded by the shard: users are scored in batches (``scoring.top_k``) and
@@ -56,27 +58,28 @@ def publish_shard(store: Store, dt: str, params: RunParams, shard: int,
     shards = params.publish_shards
     if not 0 <= shard < shards:
         raise ConfigError(f"shard {shard} is outside 0..{shards - 1} (publish_shards={shards}).")
-    ref = ref or decision.chosen(store, dt)
+    choice = choice or decision.read(store, dt)
     features = Features(store, dt)
     users = features.users()
     users = users.filter(pa.array(users["user_idx"].to_numpy() % shards == shard))
-    table, measured = _recommend(features, params, ref, users)
+    table, measured = _recommend(features, params, choice, users)
     out = layout.shard(dt, shard, shards)
-    store.write_partition(out, {"part": table}, {"inputs": _inputs(features, params, ref), "checks": measured})
+    store.write_partition(out, {"part": table}, {"inputs": _inputs(features, params, choice), "checks": measured})
     log.info("shard %d/%d of %s: %d rows for %d users (%d personalized)", shard + 1, shards, dt,
              table.num_rows, users.num_rows, measured["personalized_users"])
     return {"dt": dt, "shard": shard, "prefix": out, "rows": table.num_rows, "users": users.num_rows}
 
 
-def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None = None) -> dict[str, Any]:
+def commit(store: Store, dt: str, params: RunParams, choice: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble the staged shards into ``recommendations/dt=D`` (one atomic commit), move ``_latest``.
 
     Every shard must have been staged for exactly these inputs (model, params, features
     commit); a missing or stale shard is refused, naming the shard to re-run. The table
     must pass ``checks`` first: a refused table is not committed, the previous one stays.
     """
-    ref = ref or decision.chosen(store, dt)
-    shards, expected = params.publish_shards, _inputs(Features(store, dt), params, ref)
+    choice = choice or decision.read(store, dt)
+    ref = choice["publish"]
+    shards, expected = params.publish_shards, _inputs(Features(store, dt), params, choice)
     sources, measured = {}, []
     for shard in range(shards):
         staged = layout.shard(dt, shard, shards)
@@ -97,7 +100,8 @@ def commit(store: Store, dt: str, params: RunParams, ref: dict[str, str] | None 
             f"s3://{store.bucket}/{out} was NOT published: {' '.join(refused)} Nothing was committed; {kept} and "
             f"{layout.LATEST} did not move. Fix the cause and re-run publish for {dt} (thresholds: "
             "min_full_user_share, max_personalized_drop).")
-    store.commit_copies(out, sources, {"dt": dt, "model": ref, "top_k": params.top_k, "shards": shards, **total})
+    store.commit_copies(out, sources, {"dt": dt, "model": ref, "repeat_slots": choice.get("repeat_slots", 0),
+                                       "top_k": params.top_k, "shards": shards, **total})
     # _latest names the newest published date; compare-and-swap, so it never moves back
     pointers.advance(store, layout.LATEST, {"dt": dt, "prefix": out})
     store.delete_keys(store.list_keys(layout.partition(layout.STAGING, dt) + "/"))
@@ -114,16 +118,22 @@ def _previous(store: Store, dt: str) -> dict[str, Any] | None:
     return store.manifest(layout.partition(layout.RECOMMENDATIONS, earlier[-1]))["meta"] if earlier else None
 
 
-def _inputs(features: Features, params: RunParams, ref: dict[str, str]) -> dict[str, Any]:
+def _inputs(features: Features, params: RunParams, choice: dict[str, Any]) -> dict[str, Any]:
     """What a shard's rows depend on; the commit only joins shards staged for the same."""
-    return {"model": ref, "top_k": params.top_k, "exclude_purchased": params.exclude_purchased,
+    return {"model": choice["publish"], "repeat_slots": choice.get("repeat_slots", 0), "top_k": params.top_k,
+            "exclude_purchased": params.exclude_purchased, "event_weights": params.event_weights,
             "features_run": features.run_id}
 
 
-def _recommend(features: Features, params: RunParams, ref: dict[str, str],
+def _recommend(features: Features, params: RunParams, choice: dict[str, Any],
                users: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    """The published rows for ``users`` (user_idx, user_id, has_history), and their ``checks.measure``."""
-    store, dt = features.store, features.dt
+    """The published rows for ``users`` (user_idx, user_id, has_history), and their ``checks.measure``.
+
+    Strategies: ``personalized`` (the chosen model knows the user), ``fallback``
+    (popularity), ``repeat`` (the first ``repeat_slots`` items: what the user touched lately,
+    through the end of D, and did not buy).
+    """
+    store, dt, ref, slots, k = features.store, features.dt, choice["publish"], choice.get("repeat_slots", 0), params.top_k
     items = features.items()
     blocked = ~items["available"].to_numpy(zero_copy_only=False)
     exclude = features.exclusions(before_day=False) if params.exclude_purchased else None
@@ -132,14 +142,27 @@ def _recommend(features: Features, params: RunParams, ref: dict[str, str],
     personal = users["has_history"].to_numpy(zero_copy_only=False) & model.knows(user_idx)
     fallback_ref = registry.popularity_ref(dt)
     ranked = scoring.top_k_with_fallback(model, registry.load(store, fallback_ref, dt), user_idx, features.n_items,
-                                         params.top_k, exclude, blocked, personal)
-    parts = []
-    for strategy, r, recs in zip(("personalized", "fallback"), (ref, fallback_ref), ranked):
-        n = recs.num_rows
-        parts.append(recs.append_column("model_name", pa.array([r["name"]] * n, pa.string()))
-                     .append_column("model_version", pa.array([r["version"]] * n, pa.string()))
-                     .append_column("strategy", pa.array([strategy] * n, pa.string())))
-    recs = pa.concat_tables(parts).sort_by([("user_idx", "ascending"), ("rank", "ascending")])
+                                         k + slots, exclude, blocked, personal)
+    labelled = [r.append_column("strategy", pa.array([s] * r.num_rows, pa.string()))
+                .append_column("ref", pa.array([i] * r.num_rows, pa.int8()))
+                for s, i, r in zip(("personalized", "fallback"), (0, 1), ranked)]
+    primary = pa.concat_tables(labelled).sort_by([("user_idx", "ascending"), ("rank", "ascending")])
+    recent = registry.recent(store, dt, before_day=False, event_weights=params.event_weights)
+    repeats = scoring.top_k(recent, user_idx, features.n_items, slots, exclude, blocked)
+    recs = scoring.blend(primary.select(["user_idx", "item_idx", "rank", "score"]), repeats, slots, k)
+    # each row's strategy and model: the primary row it came from, or the recent items
+    origin = pc.index_in(pa.array(recs["user_idx"].to_numpy().astype("int64") << 32
+                                  | recs["item_idx"].to_numpy().astype("int64")),
+                         value_set=pa.array(primary["user_idx"].to_numpy().astype("int64") << 32
+                                            | primary["item_idx"].to_numpy().astype("int64")))
+    repeat = recs["repeat"].to_numpy(zero_copy_only=False)
+    strategy = np.where(repeat, "repeat", pc.take(primary["strategy"], origin).to_numpy(zero_copy_only=False))
+    which = np.where(repeat, 2, pc.fill_null(pc.take(primary["ref"], origin), 0).to_numpy())
+    names = np.array([ref["name"], fallback_ref["name"], "recent"])[which]
+    versions = np.array([ref["version"], fallback_ref["version"], dt])[which]
+    recs = recs.append_column("model_name", pa.array(names, pa.string())) \
+               .append_column("model_version", pa.array(versions, pa.string())) \
+               .append_column("strategy", pa.array(strategy, pa.string()))
     pos = pc.index_in(recs["user_idx"], value_set=users["user_idx"])
     as_of = day_bounds(dt)[1]  # valid from the end of day D; fixed, so a re-run writes identical bytes
     table = pa.table({
@@ -153,22 +176,10 @@ def _recommend(features: Features, params: RunParams, ref: dict[str, str],
         "generated_at": pa.array([as_of] * recs.num_rows, pa.timestamp("s", tz="UTC")),
     })
     measured = checks.measure(recs["user_idx"].to_numpy(), recs["item_idx"].to_numpy(), user_idx, int(personal.sum()),
-                              ~blocked, exclude, params.top_k)
+                              ~blocked, exclude, k)
     return table, measured
 
 
-def read(store: Store, dt: str | None = None) -> pa.Table:
-    """The committed recommendations of ``dt`` (default: the latest)."""
-    dt = dt or store.get_json(layout.LATEST)["dt"]
-    prefix = layout.partition(layout.RECOMMENDATIONS, dt)
-    manifest = store.manifest(prefix)
-    if manifest is None:
-        raise PartitionNotFound(f"s3://{store.bucket}/{prefix} was never published: run publish for {dt}.")
-    names = sorted(manifest["files"])  # part-000.parquet, part-001.parquet, … (one per shard)
-    return pa.concat_tables([store.read_table(prefix, name.removesuffix(".parquet")) for name in names])
-
-
-COLUMNS = ("user_id", "item_id", "rank", "score", "model_name", "model_version", "strategy", "generated_at")
 
 
 def check(store: Store, dt: str | None = None) -> dict[str, Any]:
@@ -190,7 +201,7 @@ def check(store: Store, dt: str | None = None) -> dict[str, Any]:
     if not pc.all(pc.equal(per_user["rank_count"], per_user["item_id_count_distinct"])).as_py():
         raise DataError(f"{where}: some users get the same item twice.")
     strategies = set(pc.unique(table["strategy"]).to_pylist())
-    if not strategies <= {"personalized", "fallback"}:
+    if not strategies <= {"personalized", "fallback", "repeat"}:
         raise DataError(f"{where}: unknown strategies {sorted(strategies)}.")
     return {"dt": dt, "rows": table.num_rows, "users": per_user.num_rows,
             "max_rank": pc.max(per_user["rank_max"]).as_py(), "strategies": sorted(strategies)}

@@ -1,0 +1,137 @@
+"""Next-day quality of the published tables on a shop log: purchases, and discovery of new items.
+
+    python benchmarks/ecommerce.py --out benchmarks/results/ecommerce.json
+
+Seeds the synthetic shop (``ShopSpec()``: views, re-views, carts and purchases across
+days, about half of the purchases of items touched before), validates its history, runs
+the daily pipeline (``--model``, default mf) for the last ``--dates`` dates but one, and
+measures each published table for date D against what users did on D + 1:
+
+- ``purchase_hr@10``: share of the users who bought something on D + 1 (and have a list)
+  with at least one of those items in their top 10;
+- ``new_item_hr@10``: share of the users who touched, on D + 1, an item they had never
+  touched before, with one of those items in their top 10.
+
+The same two figures for the heuristics computed here from the clean events up to the
+end of D, independently of the library: ``recent`` (the 10 items the user touched most
+recently and has not bought) and ``popularity`` (the 10 items with most events over the
+last 7 days, less what the user bought). Targets: table purchase HR ≥ 1.1 × recent's,
+table new-item HR ≥ 1.1 × popularity's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _stack import machine, peak_rss_gib, temporary_store  # noqa: E402
+
+from recpipe import pipeline, sources  # noqa: E402
+from recpipe.config import RunParams  # noqa: E402
+from recpipe.io.layout import partition  # noqa: E402
+from recpipe.sources.synthetic import ShopSpec  # noqa: E402
+from recpipe.stages import publish  # noqa: E402
+
+K = 10
+
+
+def events_until(store, dates: list[str]) -> pd.DataFrame:
+    frames = [store.read_table(partition("clean/events", d), "events",
+                               columns=["user_id", "item_id", "event_type", "event_ts"]).to_pandas() for d in dates]
+    return pd.concat(frames, ignore_index=True)
+
+
+def heuristics(history: pd.DataFrame, users: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Each user's top 10 by the two heuristics, from the events up to the end of D."""
+    bought = history[history.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    last = history.sort_values("event_ts").drop_duplicates(["user_id", "item_id"], keep="last")
+    last = last.sort_values(["user_id", "event_ts"], ascending=[True, False])
+    start = history.event_ts.max().normalize() - pd.Timedelta(days=6)
+    popular = history[history.event_ts >= start].item_id.value_counts().index.tolist()
+    recent, pop = {}, {}
+    for user, rows in last.groupby("user_id", sort=False):
+        own = bought.get(user, set())
+        recent[user] = [i for i in rows.item_id if i not in own][:K]
+    for user in users:
+        own = bought.get(user, set())
+        pop[user] = [i for i in popular[: K + len(own)] if i not in own][:K]
+    return {"recent": recent, "popularity": pop}
+
+
+def hit_rates(lists: dict[str, list[str]], history: pd.DataFrame, nextday: pd.DataFrame) -> dict[str, float]:
+    seen = history.groupby("user_id")["item_id"].agg(set)
+    bought = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    new = nextday[[i not in seen.get(u, set()) for u, i in zip(nextday.user_id, nextday.item_id)]]
+    new = new.groupby("user_id")["item_id"].agg(set)
+    out = {}
+    for name, truth in (("purchase", bought), ("new_item", new)):
+        users = [u for u in truth.index if u in lists]
+        out[f"{name}_hr@{K}"] = sum(bool(truth[u] & set(lists[u][:K])) for u in users) / max(len(users), 1)
+        out[f"{name}_users"] = len(users)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="mf")
+    p.add_argument("--dates", type=int, default=4, help="publish this many dates, the last seeded day judges the last")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--repeat-slots", type=int, default=-1, help="the run param (-1: the gate chooses)")
+    p.add_argument("--out")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    spec = ShopSpec()
+    started = time.monotonic()
+    results = []
+    with temporary_store() as store:
+        dates = sources.seed(store, spec)
+        params = RunParams(model=args.model, epochs=args.epochs, top_k=K, repeat_slots=args.repeat_slots,
+                           fail_on_rejection=False)
+        for dt in dates:
+            pipeline.validate(store, dt, params)
+        for dt in dates[-args.dates - 1:-1]:
+            t = time.monotonic()
+            pipeline.run(store, dt, params)
+            nxt = (date.fromisoformat(dt) + timedelta(days=1)).isoformat()
+            history = events_until(store, [d for d in dates if d <= dt])
+            nextday = events_until(store, [nxt])
+            table = publish.read(store, dt).to_pandas().sort_values(["user_id", "rank"])
+            lists = {"table": table.groupby("user_id")["item_id"].agg(list).to_dict()}
+            lists.update(heuristics(history, list(lists["table"])))
+            decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
+            row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
+                   "repeat_slots": decision["repeat_slots"],
+                   **{f"{name}.{k}": v for name, ls in lists.items() for k, v in hit_rates(ls, history, nextday).items()}}
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    mean = {k: sum(r[k] for r in results) / len(results) for k in results[0] if "hr@" in k}
+    out = {
+        "benchmark": "ecommerce", "machine": machine(), "spec": {"users": spec.users, "items": spec.items,
+                                                                 "days": spec.days, "p_revisit": spec.p_revisit},
+        "model": args.model, "repeat_slots_param": args.repeat_slots, "dates": results, "mean": mean,
+        "purchase_vs_recent": mean[f"table.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
+        "new_item_vs_popularity": mean[f"table.new_item_hr@{K}"] / max(mean[f"popularity.new_item_hr@{K}"], 1e-9),
+        "peak_rss_gib": round(peak_rss_gib(), 2), "seconds": round(time.monotonic() - started, 1),
+    }
+    out["targets_met"] = out["purchase_vs_recent"] >= 1.1 and out["new_item_vs_popularity"] >= 1.1
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
