@@ -60,7 +60,7 @@ def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[
     charts = "".join(_history_chart(n, runs, gated=n == f"ndcg@{decision['k']}") for n in names)
     realised = feedback_history(store, dt)
     if realised:
-        charts += "".join(_feedback_chart(truth, realised, decision["k"]) for truth in ("purchase", "click"))
+        charts += "".join(_feedback_chart(truth, realised) for truth in ("purchase", "click"))
     page = f"""<!doctype html><meta charset=utf-8><title>Evaluation {dt}: {verdict}</title><style>{STYLE}
 svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
 <h1>Evaluation dt={html.escape(dt)}: candidate <span class={'ok' if decision['passed'] else 'bad'}>{verdict}</span></h1>
@@ -79,12 +79,13 @@ def feedback_history(store: Store, dt: str, days: int = 60) -> list[dict[str, An
     return [store.get_json(layout.feedback_report(d)) for d in dates if d < dt][-days:]
 
 
-def _feedback_chart(truth: str, realised: list[dict[str, Any]], k: int) -> str:
-    """Realised HR@K of each published table on the next day's ``truth``, per strategy, over dates."""
-    runs = [{"dt": r["dt"], "metrics": {s: {"v": v[f"hit_rate@{k}"]} for s, v in
+def _feedback_chart(truth: str, realised: list[dict[str, Any]]) -> str:
+    """Realised hit rate of each published table (at its own top_k) on the next day's ``truth``,
+    overall and per strategy, over dates."""
+    runs = [{"dt": r["dt"], "metrics": {s: {"v": v[f"hit_rate@{r['k']}"]} for s, v in
                                         {"all": r[truth]["all"], **r[truth]["strategy"]}.items()}} for r in realised]
     return _history_chart("v", runs, gated=False, roles=("all", "personalized", "repeat", "fallback"),
-                          title=f"realised {truth} hit_rate@{k}")
+                          title=f"realised {truth} hit rate (each table's top_k)")
 
 
 def _bars(decision: dict[str, Any], names: list[str]) -> str:
