@@ -22,6 +22,8 @@ import pytest
 
 from recpipe.models import REGISTRY
 
+pytestmark = pytest.mark.slow  # a TensorFlow process per model: minutes; `pytest -m "not slow"` skips it
+
 ROOT = Path(__file__).resolve().parents[2]
 REPLICAS = 2
 
