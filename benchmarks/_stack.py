@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import resource
@@ -22,6 +23,16 @@ def temporary_store() -> Iterator[Store]:
         store = Store(server.store_config(bucket=f"bench-{uuid.uuid4().hex[:8]}"))
         store.ensure_bucket()
         yield store
+
+
+def report(result: dict, out: str | Path | None) -> str:
+    """Print a benchmark's JSON result and write it to ``out`` too, when given; returns the text."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    return text
 
 
 def machine() -> dict:

@@ -35,7 +35,7 @@ import pandas as pd
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _stack import machine, peak_rss_gib, temporary_store  # noqa: E402
+from _stack import machine, report, peak_rss_gib, temporary_store  # noqa: E402
 
 from recpipe import pipeline, sources  # noqa: E402
 from recpipe.config import RunParams  # noqa: E402
@@ -125,11 +125,7 @@ def main() -> int:
         "peak_rss_gib": round(peak_rss_gib(), 2), "seconds": round(time.monotonic() - started, 1),
     }
     out["targets_met"] = out["purchase_vs_recent"] >= 1.1 and out["new_item_vs_popularity"] >= 1.1
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    report(out, args.out)
     return 0
 
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _stack import machine  # noqa: E402
+from _stack import machine, report  # noqa: E402
 from devstack import seaweedfs  # noqa: E402
 from recpipe.io.partitions import Store  # noqa: E402
 
@@ -110,11 +110,7 @@ def main() -> int:
         "seconds": round(time.monotonic() - started, 1),
     }
     result["identical"] = not (result["differ"] or result["only_before"] or result["only_after"])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    report(result, args.out)
     return 0 if result["identical"] else 1
 
 

@@ -21,7 +21,6 @@ index (as ``recpipe.scoring.top_k``). Metrics are averaged over all users.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -34,7 +33,7 @@ import pyarrow as pa
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
-from _stack import machine  # noqa: E402
+from _stack import machine, report  # noqa: E402
 
 from recpipe.models import FitConfig, TrainingData, model_class  # noqa: E402
 from recpipe.models.base import item_feature_codes  # noqa: E402
@@ -165,11 +164,7 @@ def main() -> None:
     logging.info("%s: %d ratings, %d users, %d items", args.dataset, len(df), n_users, n_items)
     result = {"dataset": args.dataset, "protocol": PROTOCOL, "machine": machine(),
               "models": {name: run(name, df, n_users, n_items, features) for name in args.models.split(",")}}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
-from _stack import machine, peak_rss_gib  # noqa: E402
+from _stack import machine, report, peak_rss_gib  # noqa: E402
 
 from recpipe.models import FitConfig, TrainingData  # noqa: E402
 
@@ -137,11 +137,7 @@ def main() -> None:
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         result["models"][name] = json.loads(lines[-1][7:]) if lines else {"error": f"exit {proc.returncode}"}
         logging.info("%s: %s", name, result["models"][name])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":
