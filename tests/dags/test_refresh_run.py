@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from recpipe import pipeline, sources
+from recpipe.artifacts import registry
 from recpipe.config import RunParams
 from recpipe.contracts import EVENTS
 from recpipe.io import landing, layout
@@ -35,8 +36,10 @@ def template(new_store):
     params = RunParams(epochs=1)
     for dt in dates[:-1]:
         pipeline.validate(store, dt, params)
-    for name in ("features", "train", "evaluate", "gate", "publish"):
-        pipeline.STAGES[name](store, day3, params)
+    pipeline.features(store, day3, params)
+    registry.promote(store, pipeline.train(store, day3, params), day3, "test: mf serves")
+    pipeline.republish(store, day3, params)
+    pipeline.publish(store, day3, params)
     return store, day3, day4, held
 
 

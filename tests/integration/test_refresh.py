@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from recpipe import contracts, pipeline, sources
+from recpipe.artifacts import registry
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import DataQualityError, PartitionNotFound
@@ -32,9 +33,8 @@ def template(new_store):
         pipeline.validate(store, dt, params)
     day3, day4 = dates[-2], dates[-1]
     pipeline.features(store, day3, params)
-    pipeline.train(store, day3, params)
-    pipeline.evaluate(store, day3, params)
-    pipeline.gate(store, day3, params)
+    registry.promote(store, pipeline.train(store, day3, params), day3, "test: mf serves")
+    pipeline.republish(store, day3, params)
     pipeline.publish(store, day3, params)
     store.delete_keys(store.list_keys(layout.raw("events", day4) + "/"))  # day 4 arrives in drops
     return store, day3, day4
@@ -107,6 +107,7 @@ def test_a_drop_rescores_exactly_its_users_and_quarantines_a_bad_row(day):
     manifest = store.manifest(layout.partition(layout.RECOMMENDATIONS, day4))
     meta = store.manifest(layout.partition(layout.RECOMMENDATIONS, day3))["meta"]
     assert manifest["meta"]["refresh"]["drops"] == [1] and manifest["meta"]["model"] == meta["model"]
+    assert meta["model"]["name"] == "mf"  # the serving model re-scored them, no training
     assert manifest["meta"]["users"] == meta["users"] + 1 and manifest["meta"]["rows"] == table.num_rows
     assert manifest["meta"]["full_users"] == manifest["meta"]["users"]  # the measures add up to the table
 

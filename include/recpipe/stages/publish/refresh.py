@@ -97,12 +97,10 @@ def refresh(store: Store, dt: str, params: RunParams, n: int) -> dict[str, Any]:
         newest = pc.max(after["event_ts"]).as_py().replace(microsecond=0)
         rows = rows.set_column(rows.schema.get_field_index("generated_at"), rows.schema.field("generated_at"),
                                pa.array([newest] * rows.num_rows, rows.schema.field("generated_at").type))
-    had = pc.is_in(rescored["user_id"], value_set=pc.unique(table["user_id"]))
-    old = _zero()
-    if pc.any(had).as_py():  # the same users' contribution to the base table's measures
-        view_before, users_before, _ = _view(store, fdt, before)
-        again = users_before.filter(pc.is_in(users_before["user_id"], value_set=rescored["user_id"].filter(had)))
-        old = _recommend(Features(view_before, fdt), params, choice, again)[1]
+    # the same users' contribution to the base table's measures, scored as the base table scored them
+    view_before, users_before, _ = _view(store, fdt, before)
+    again = users_before.filter(pc.is_in(users_before["user_id"], value_set=rescored["user_id"]))
+    old = _recommend(Features(view_before, fdt), params, choice, again)[1] if again.num_rows else _zero()
     total = {k: meta[k] - old[k] + measured[k] for k in checks.ADDITIVE}
     total["distinct_items"] = max(meta.get("distinct_items", 0), measured["distinct_items"])
     total["available_items"] = measured["available_items"]
