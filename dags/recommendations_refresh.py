@@ -50,7 +50,7 @@ EVERY = 10  # minutes between runs; a run's sensor waits at most this long
     },
 )
 def recommendations_refresh():
-    @task.sensor(poke_interval=30, timeout=EVERY * 60 - 60, mode="reschedule", soft_fail=True)
+    @task.sensor(poke_interval=60, timeout=EVERY * 60 - 60, mode="reschedule", soft_fail=True)
     def wait_for_drop(ds: str | None = None, params: dict | None = None) -> bool:
         from recpipe_airflow import run_stage
 
