@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -167,3 +167,21 @@ def test_without_a_published_table_the_refresh_says_what_to_run(store):
     landing.write_drop(store, "events", dt, 0, _events([("a", "b", "view")], dt))
     with pytest.raises(PartitionNotFound, match="no table was published on or before 2024-06-10.*recpipe run"):
         pipeline.refresh(store, dt, RunParams())
+
+
+def test_drops_are_found_by_marker_and_read_in_any_landing_format(store):
+    dt = "2024-06-10"
+    one, ten = _events([("a", "x", "view"), ("b", "y", "click")], dt), _events([("c", "z", "purchase")], dt, 12)
+    store.put_bytes(layout.drop_file("events", dt, 1, ".csv"), b"user_id,item_id,event_type,event_ts\n" + "\n".join(
+        f"{r['user_id']},{r['item_id']},{r['event_type']},{r['event_ts'].isoformat()}" for r in one.to_pylist()).encode())
+    store.put_bytes(layout.drop_ready("events", dt, 1), b"")
+    landing.write_drop(store, "events", dt, 10, ten)
+    store.put_bytes(layout.drop_file("events", dt, 2), b"not yet complete")  # no marker: not a drop yet
+    store.put_bytes(layout.drop_ready("events", dt, 3), b"")  # a marker without its data file
+    assert landing.ready_drops(store, "events", dt) == [1, 3, 10]
+    assert landing.read_drop(store, "events", dt, 1, contracts.EVENTS).select(["user_id", "event_ts"]).equals(
+        one.select(["user_id", "event_ts"]))
+    assert landing.read_drop(store, "events", dt, 10, contracts.EVENTS)["user_id"].to_pylist() == ["c"]
+    with pytest.raises(DataQualityError, match=r"marks drop 3 ready but there is no data file .*part-3"):
+        landing.read_drop(store, "events", dt, 3, contracts.EVENTS)
+    assert not landing.is_ready(store, "events", dt)  # drops do not close the day
