@@ -8,6 +8,7 @@ A day's events may also arrive in *drops* during the day: drop ``n`` is one data
 any non-negative integers, applied in ascending order). The intraday refresh reads each
 drop once its marker is there; ``_SUCCESS`` still closes the day, and the daily run reads
 every file of the partition (all drops) as for any other day.
+
 Columns are cast to the contract's schema on read; a column that is missing or cannot be
 cast safely fails the whole batch.
 """
@@ -44,7 +45,7 @@ def data_keys(store: Store, table: str, dt: str) -> list[str]:
 
 def ready_drops(store: Store, table: str, dt: str) -> list[int]:
     """The drops of ``raw/<table>/dt=D`` whose ``_READY-<n>`` marker is there, ascending."""
-    prefix = layout.drop_ready(table, dt, 0)[:-1]
+    prefix = f"{layout.raw(table, dt)}/{layout.DROP_READY}"
     tails = [k[len(prefix):] for k in store.list_keys(prefix)]
     return sorted(int(t) for t in tails if t.isdigit())
 
@@ -52,7 +53,7 @@ def ready_drops(store: Store, table: str, dt: str) -> list[int]:
 def drop_keys(store: Store, table: str, dt: str, n: int) -> list[str]:
     """The data file(s) of drop ``n``: ``part-<n>.<ext>`` (any suffix a reader knows)."""
     stem = layout.drop_file(table, dt, n, "")
-    return [k for k in data_keys(store, table, dt) if k.startswith(stem + ".") and k[len(stem):].lower() in READERS]
+    return [k for k in data_keys(store, table, dt) if k.startswith(stem) and k[len(stem):].lower() in READERS]
 
 
 def write_drop(store: Store, table: str, dt: str, n: int, data: pa.Table) -> str:

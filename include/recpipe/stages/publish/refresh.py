@@ -92,7 +92,10 @@ def refresh(store: Store, dt: str, params: RunParams, n: int) -> dict[str, Any]:
 
     view, users, new_users = _view(store, fdt, after)
     rescored = users.filter(pc.is_in(users["user_id"], value_set=drop_users))
-    rows, measured = _recommend(Features(view, fdt), params, choice, rescored)
+    if rescored.num_rows:
+        rows, measured = _recommend(Features(view, fdt), params, choice, rescored)
+    else:  # a drop whose every row was quarantined: the table stays, the drop is recorded as applied
+        rows, measured = table.slice(0, 0), {**_zero(), "distinct_items": 0, "available_items": meta["available_items"]}
     if rows.num_rows and "generated_at" in rows.column_names:  # valid from the newest event it reflects
         newest = pc.max(after["event_ts"]).as_py().replace(microsecond=0)
         rows = rows.set_column(rows.schema.get_field_index("generated_at"), rows.schema.field("generated_at"),
