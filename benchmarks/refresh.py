@@ -116,7 +116,10 @@ def on_stack(args: argparse.Namespace) -> dict:
             manifest = store.manifest(layout.partition(layout.RECOMMENDATIONS, dt))
             if manifest and 1 in manifest["meta"].get("refresh", {}).get("drops", []):
                 break
-            time.sleep(1)
+            runs = api._call("GET", "/api/v2/dags/recommendations_refresh/dagRuns?state=failed")["dag_runs"]
+            if runs:
+                raise RuntimeError(f"the refresh run {runs[0]['dag_run_id']} failed; see the logs in {paths.logs}")
+            time.sleep(2)
         else:
             raise TimeoutError(f"no refreshed table for {dt} 900 s after the marker; see the logs in {paths.logs}")
         meta = manifest["meta"]
