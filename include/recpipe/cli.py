@@ -8,6 +8,7 @@
     recpipe evaluate --date D           reports/evaluation/dt=D, then promote or keep the champion
     recpipe publish --date D            recommendations/dt=D
     recpipe feedback --date D           how the table of D - 1 did on D (reports/feedback/)
+    recpipe refresh --date D            apply D's new intraday drops to today's table (no training)
     recpipe run --date D                all of the above for D
     recpipe metrics --recs R --truth T  ranking metrics of any table vs any truth (JSON)
 
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="volume tolerance for --validate; off (0) by default: MovieLens's daily volume "
                         "swings from 1 to 3,550 ratings, which is history, not an incident")
     defaults = RunParams()
-    for name in ("validate", "feedback", "features", "train", "evaluate", "publish", "run"):
+    for name in ("validate", "feedback", "features", "train", "evaluate", "publish", "refresh", "run"):
         s = sub.add_parser(name, help=f"run the {name} stage for one date")
         s.add_argument("--date", type=_date, required=True)
         for field in dataclasses.fields(RunParams):

@@ -2,6 +2,7 @@
 
     validate → features → train → evaluate → promote → publish
        └→ feedback (yesterday's table against today's events)
+    refresh: during the day, each drop of events → today's table for the drop's users
 
 The CLI (``recpipe <stage> --date D``) and the DAG's tasks (through the Airflow plugin)
 call exactly the functions of :data:`STAGES`. Stages hand each other nothing but the store:
@@ -118,6 +119,23 @@ def commit_publish(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
     return _publish.commit(store, dt, params)
 
 
+def drops_pending(store: Store, dt: str, params: RunParams) -> list[int]:
+    """The drops of ``dt`` (``raw/events/dt=D/_READY-<n>``) that today's table has not applied yet."""
+    return _publish.pending_drops(store, dt)
+
+
+@stage
+def refresh(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
+    """Intraday: for each drop of ``dt`` not applied yet, the row rules of the quality gate, then
+    today's table re-scored for the drop's users with the serving model (no training), committed."""
+    applied = []
+    for n in _publish.pending_drops(store, dt):
+        checked = _validate.validate_drop(store, dt, n, params)
+        applied.append({**_publish.refresh(store, dt, params, n), "clean_rows": checked.clean_rows,
+                        "quarantined": checked.quarantined})
+    return {"dt": dt, "drops": applied}
+
+
 def rejection(store: Store, dt: str, params: RunParams) -> str | None:
     """Why this date's candidate was rejected (None if it passed or was not trained)."""
     return _promote.rejection(store, dt)
@@ -130,10 +148,10 @@ def gate(store: Store, dt: str, params: RunParams) -> dict[str, Any]:
 
 
 #: Every stage function, in pipeline order: the DAG's tasks call them by name, and the CLI
-#: offers validate, features, train, evaluate (+ gate) and publish as commands.
+#: offers validate, features, train, evaluate (+ gate), publish and refresh as commands.
 STAGES: dict[str, Callable[..., Any]] = {f.__name__: f for f in (
     validate, feedback, pending_days, features, train, evaluate, gate, promote, keep_champion, republish,
-    publish_shard, commit_publish, publish, rejection)}
+    publish_shard, commit_publish, publish, rejection, drops_pending, refresh)}
 
 
 def run(store: Store, dt: str, params: RunParams) -> dict[str, Any]:

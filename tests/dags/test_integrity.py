@@ -104,3 +104,15 @@ def test_the_trigger_form_is_run_params_with_the_same_defaults_and_bounds():
         with pytest.raises(ConfigError, match=name):
             RunParams(**{name: type(fields[name].default)(fields[name].metadata[bound] + step)})
     assert RunParams.from_mapping({k: form[k] for k in form.keys()}) == RunParams()
+
+
+def test_refresh_dag_waits_rescheduling_and_emits_the_recommendations_asset():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "recommendations_refresh.py")).dags["recommendations_refresh"]
+    assert dag.get_task("wait_for_drop").downstream_task_ids == {"refresh"}
+    assert dag.get_task("wait_for_drop").mode == "reschedule" and dag.get_task("wait_for_drop").soft_fail
+    assert [o.name for o in dag.get_task("refresh").outlets] == ["recommendations"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert all(t.execution_timeout is not None for t in dag.tasks)
+    assert set(dag.params.keys()) == set(_daily().params.keys())  # the same RunParams form

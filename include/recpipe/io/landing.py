@@ -2,6 +2,13 @@
 
 Producers drop files (one or many; Parquet, CSV with a header, or JSON Lines) into a date's
 partition and write ``_SUCCESS`` last; the partition is ready when the marker is there.
+
+A day's events may also arrive in *drops* during the day: drop ``n`` is one data file
+``raw/events/dt=D/part-<n>.<ext>`` followed by its marker ``_READY-<n>`` (n = 1, 2, …,
+any non-negative integers, applied in ascending order). The intraday refresh reads each
+drop once its marker is there; ``_SUCCESS`` still closes the day, and the daily run reads
+every file of the partition (all drops) as for any other day.
+
 Columns are cast to the contract's schema on read; a column that is missing or cannot be
 cast safely fails the whole batch.
 """
@@ -36,6 +43,37 @@ def data_keys(store: Store, table: str, dt: str) -> list[str]:
     return [k for k in store.list_keys(prefix) if not k[len(prefix) :].startswith(("_", "."))]
 
 
+def ready_drops(store: Store, table: str, dt: str) -> list[int]:
+    """The drops of ``raw/<table>/dt=D`` whose ``_READY-<n>`` marker is there, ascending."""
+    prefix = f"{layout.raw(table, dt)}/{layout.DROP_READY}"
+    tails = [k[len(prefix):] for k in store.list_keys(prefix)]
+    return sorted(int(t) for t in tails if t.isdigit())
+
+
+def drop_keys(store: Store, table: str, dt: str, n: int) -> list[str]:
+    """The data file(s) of drop ``n``: ``part-<n>.<ext>`` (any suffix a reader knows)."""
+    stem = layout.drop_file(table, dt, n, "")
+    return [k for k in data_keys(store, table, dt) if k.startswith(stem) and k[len(stem):].lower() in READERS]
+
+
+def write_drop(store: Store, table: str, dt: str, n: int, data: pa.Table) -> str:
+    """Deliver drop ``n`` of a day as a producer would: ``part-<n>.parquet``, then ``_READY-<n>``."""
+    key = layout.drop_file(table, dt, n)
+    store.put_bytes(key, table_to_parquet(data))
+    store.put_bytes(layout.drop_ready(table, dt, n), b"")
+    return key
+
+
+def read_drop(store: Store, table: str, dt: str, n: int, schema: pa.Schema) -> pa.Table:
+    """Drop ``n`` of a raw partition, cast to ``schema`` as :func:`read_raw` casts a day."""
+    keys = drop_keys(store, table, dt, n)
+    if not keys:
+        raise DataQualityError(
+            f"s3://{store.bucket}/{layout.drop_ready(table, dt, n)} marks drop {n} ready but there is no data file "
+            f"{layout.drop_file(table, dt, n, '.<parquet|csv|jsonl>')}: deliver the file, then the marker.")
+    return _read_keys(store, table, keys, schema)
+
+
 def write_raw(store: Store, table: str, dt: str, data: pa.Table) -> str:
     """Deliver a table into the landing zone as a producer would: data, then ``_SUCCESS``."""
     prefix = layout.raw(table, dt)
@@ -64,6 +102,11 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
     keys = data_keys(store, table, dt)
     if not keys:
         raise DataQualityError(f"raw/{table} for {dt} is empty: no data file under {where}.")
+    return _read_keys(store, table, keys, schema)
+
+
+def _read_keys(store: Store, table: str, keys: list[str], schema: pa.Schema) -> pa.Table:
+    """The files ``keys`` of ``raw/<table>``, each read by its suffix, cast to ``schema``, concatenated."""
     parts = []
     for key in keys:
         suffix = "." + key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
@@ -81,7 +124,7 @@ def read_raw(store: Store, table: str, dt: str, schema: pa.Schema) -> pa.Table:
         except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
             raise DataQualityError(
                 f"s3://{store.bucket}/{key} is not readable {suffix[1:]} ({exc}); "
-                "re-deliver the file and its _SUCCESS marker."
+                "re-deliver the file and its marker (_SUCCESS, or _READY-<n> for a drop)."
             ) from exc
     return pa.concat_tables(parts, promote_options="permissive")
 

@@ -4,6 +4,9 @@ One bucket; a date's data lives in a ``dt=YYYY-MM-DD`` partition of its dataset.
 never spell a key themselves: they ask this module. docs/storage.md shows the tree.
 
     raw/<table>/dt=D/                   landing zone (producers; ``_SUCCESS`` marks a day done)
+    raw/events/dt=D/part-<n>.<ext>      one intraday drop of events, ``_READY-<n>`` marks it done
+    clean/drops/dt=D/part-<n>/          a drop's validated rows (the intraday refresh's input)
+    quarantine/drops/dt=D/part-<n>/     a drop's rejected rows with a reason
     clean/events/dt=D/                  validated events
     quarantine/events/dt=D/             rejected rows with a reason
     reports/quality/dt=D/               the quality gate's result.json and index.html
@@ -24,12 +27,18 @@ from __future__ import annotations
 
 #: Written after the data files of a raw partition: the day is complete.
 SUCCESS = "_SUCCESS"
+#: Written after a drop's data file ``part-<n>.<ext>``: drop n of the day is complete.
+DROP_READY = "_READY-"
+#: The data file of drop n: ``part-<n>`` and a suffix of ``recpipe.io.landing.READERS``.
+DROP_STEM = "part-"
 #: Names a committed partition's files (see ``recpipe.io.partitions``).
 MANIFEST = "_manifest.json"
 
 RAW_TABLES = ("events", "items", "users")
 CLEAN_EVENTS = "clean/events"
 QUARANTINE_EVENTS = "quarantine/events"
+CLEAN_DROPS = "clean/drops"
+QUARANTINE_DROPS = "quarantine/drops"
 AGGREGATES = "aggregates"
 FEATURES = "features"
 RECOMMENDATIONS = "recommendations"
@@ -64,6 +73,26 @@ def raw(table: str, dt: str) -> str:
 
 def raw_success(table: str, dt: str) -> str:
     return f"{raw(table, dt)}/{SUCCESS}"
+
+
+def drop_ready(table: str, dt: str, n: int) -> str:
+    """``raw/<table>/dt=D/_READY-<n>``: the marker of drop ``n`` (written after its data file)."""
+    return f"{raw(table, dt)}/{DROP_READY}{n}"
+
+
+def drop_file(table: str, dt: str, n: int, suffix: str = ".parquet") -> str:
+    """``raw/<table>/dt=D/part-<n><suffix>``: the data file of drop ``n``."""
+    return f"{raw(table, dt)}/{DROP_STEM}{n}{suffix}"
+
+
+def clean_drop(dt: str, n: int) -> str:
+    """``clean/drops/dt=D/part-<n>``: drop ``n``'s rows that passed the row rules."""
+    return f"{partition(CLEAN_DROPS, dt)}/{DROP_STEM}{n}"
+
+
+def quarantine_drop(dt: str, n: int) -> str:
+    """``quarantine/drops/dt=D/part-<n>``: drop ``n``'s rejected rows with a ``reason``."""
+    return f"{partition(QUARANTINE_DROPS, dt)}/{DROP_STEM}{n}"
 
 
 # -- reports ------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
     check   row rules, batch rules, the split into clean/ and quarantine/
     suites  the GX expectation suites of the input contract
+    drop    the row rules on one intraday drop (for the refresh)
 """
 
 from recpipe.stages.validate.check import ValidationResult, row_reasons, validate_events
+from recpipe.stages.validate.drop import DropResult, validate_drop
 
-__all__ = ["ValidationResult", "row_reasons", "validate_events"]
+__all__ = ["DropResult", "ValidationResult", "row_reasons", "validate_drop", "validate_events"]
