@@ -122,15 +122,21 @@ def _permute_items(events: pa.Table) -> pa.Table:
     return events.set_column(1, "item_id", pc.take(shuffled, pc.index_in(events["item_id"], value_set=ids)))
 
 
+def _new_user_ids(events: pa.Table) -> pa.Table:
+    """Every user id rewritten (a tracking change): the same behaviour, all users unseen."""
+    return events.set_column(0, "user_id", pc.binary_join_element_wise("web-", events["user_id"], ""))
+
+
 @pytest.mark.parametrize("name,shift", [("event_type_mix", lambda e: _views_to_carts(e, 0.6)),
-                                        ("popularity", _permute_items)])
+                                        ("popularity", _permute_items), ("new_user_share", _new_user_ids)])
 def test_a_shifted_day_fails_naming_the_measure_and_the_override(shop, name, shift):
     store, today = shop
-    assert contracts.EVENTS.names.index("event_type") == 2 and contracts.EVENTS.names.index("item_id") == 1
+    assert contracts.EVENTS.names[:3] == ["user_id", "item_id", "event_type"]  # the columns the shifts set
     landing.write_raw(store, "events", DT, shift(today))
     with pytest.raises(DataQualityError) as err:
         pipeline.validate(store, DT, RunParams())
-    prefix = {"event_type_mix": "drift_type_mix", "popularity": "drift_popularity"}[name]
+    prefix = {"event_type_mix": "drift_type_mix", "popularity": "drift_popularity",
+              "new_user_share": "drift_new_share"}[name]
     message = str(err.value)
     assert f"drift in {name}" in message and f"{prefix}_fail" in message and "re-run with a higher" in message
     drift = _drift(store)
@@ -152,7 +158,8 @@ def test_missing_previous_days_are_named_and_too_few_are_not_judged(template, ne
     for key in template.list_keys(""):  # keep only 2024-01-05 and 2024-01-06 of the clean history
         if not key.startswith(layout.CLEAN_EVENTS) or layout.date_of(key) in ("2024-01-05", "2024-01-06"):
             store.s3.copy_object(Bucket=store.bucket, Key=key, CopySource={"Bucket": template.bucket, "Key": key})
-    landing.write_raw(store, "events", DT, _views_to_carts(landing.read_raw(template, "events", DT, contracts.EVENTS), 0.6))
+    shifted = _views_to_carts(landing.read_raw(template, "events", DT, contracts.EVENTS), 0.6)
+    landing.write_raw(store, "events", DT, shifted)
     pipeline.validate(store, DT, RunParams(max_volume_ratio=0))  # a big shift, but 2 days are too few to judge it
     drift = _drift(store)
     assert drift["days"] == ["2024-01-05", "2024-01-06"]

@@ -97,8 +97,8 @@ def problems(drift: dict[str, Any], level: str) -> list[str]:
         facts = ", ".join(f"{k} {_fmt(m[k])}" for k in ("value", "reference", "baseline") if m.get(k) is not None)
         advice = (f"If the shift is expected (a campaign, a new tracking release, a catalog change), re-run with a "
                   f"higher {prefix}_fail (0 turns the check off)." if level == "fail" else "")
-        out.append(f"drift in {name}: the {what} is {m['statistic']:.3f} ({facts}; against {len(drift['days'])} "
-                   f"previous days), above {prefix}_{level} {m[level]:g}. {advice}".rstrip())
+        out.append(f"drift in {name}: {m['statistic']:.3f} ({what}; {facts}; against {len(drift['days'])} "
+                   f"previous days) is above {prefix}_{level} {m[level]:g}. {advice}".rstrip())
     return out
 
 
