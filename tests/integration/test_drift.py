@@ -172,3 +172,13 @@ def test_missing_previous_days_are_named_and_too_few_are_not_judged(template, ne
 def test_drift_thresholds_are_checked(kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs)).rsplit("_", 1)[0]):
         RunParams(**kwargs)
+
+
+def test_days_without_a_saved_profile_are_profiled_from_their_clean_events(shop):
+    store, _ = shop
+    pipeline.validate(store, DT, RunParams())
+    with_profiles = _drift(store)
+    for d in with_profiles["days"][:3]:  # as if validated before profiles were saved
+        store.s3.delete_object(Bucket=store.bucket, Key=layout.quality_report(d, "profile.parquet"))
+    pipeline.validate(store, DT, RunParams())
+    assert _drift(store) == with_profiles

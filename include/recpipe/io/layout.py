@@ -6,7 +6,7 @@ never spell a key themselves: they ask this module. docs/storage.md shows the tr
     raw/<table>/dt=D/                   landing zone (producers; ``_SUCCESS`` marks a day done)
     clean/events/dt=D/                  validated events
     quarantine/events/dt=D/             rejected rows with a reason
-    reports/quality/dt=D/               the quality gate's result.json and index.html
+    reports/quality/dt=D/               the quality gate's result.json, index.html, profile.parquet
     aggregates/dt=D/                    one day of events reduced (features' incremental state)
     vocab/<users|items>/                append-only id vocabularies
     features/dt=D/                      point-in-time feature tables
@@ -70,7 +70,7 @@ def raw_success(table: str, dt: str) -> str:
 
 
 def quality_report(dt: str, name: str = "index.html") -> str:
-    """``reports/quality/dt=D/<name>``: ``result.json`` or ``index.html``."""
+    """``reports/quality/dt=D/<name>``: ``result.json``, ``index.html`` or ``profile.parquet`` (drift's input)."""
     return f"{partition(QUALITY_REPORTS, dt)}/{name}"
 
 

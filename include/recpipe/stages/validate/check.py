@@ -14,7 +14,7 @@ Two levels of failure:
   :class:`DataQualityError` says what is wrong and where.
 
 The suites (``suites``) are the reviewable statement of the rules; the GX
-result and an HTML page land in ``reports/quality/dt=D/``.
+result, an HTML page and the day's drift profile land in ``reports/quality/dt=D/``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import DataQualityError
 from recpipe.io import landing, layout
-from recpipe.io.partitions import Store
+from recpipe.io.partitions import Store, table_to_parquet
 from recpipe.stages.validate import drift, suites
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,8 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
     problems = _batch_problems(result, gx_results, params, bounds)
     clean = privacy.pseudonymise(clean, key)  # drift compares D's users with clean/ (pseudonyms, when on)
     history = reports.quality_history(store, dt)
-    shift = drift.measure(store, dt, clean, params, {s["dt"]: s for s in history})
+    today = drift.profile(clean)
+    shift = drift.measure(store, dt, today, params, {s["dt"]: s for s in history})
     problems += drift.problems(shift, "fail")
     warnings = drift.problems(shift, "warn")
     for w in warnings:
@@ -183,6 +184,7 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
                "event_types_mapped": renamed, "extra_columns": extra, "volume_bounds": bounds,
                "catalog_items": None if catalog is None else catalog.num_rows, "unavailable_item_share": share,
                "drift": shift, "passed": not problems, "problems": problems, "warnings": warnings}
+    store.put_bytes(layout.quality_report(dt, "profile.parquet"), table_to_parquet(today))
     reports.write_quality(store, dt, summary, gx_results, history)
     if problems:
         raise DataQualityError(

@@ -1,7 +1,8 @@
 """Distribution drift of a day of clean events against the previous days (the quality gate's ``drift``).
 
-Each measure compares date D with the clean events of the previous ``DAYS`` calendar days
-(those that have a committed ``clean/events`` partition; the others are listed as missing):
+Each measure compares date D with the previous ``DAYS`` calendar days that have a committed
+``clean/events`` partition (the others are listed as missing), through each day's
+:func:`profile` (events per event type, item and user, saved with its quality report):
 
     event_type_mix   total-variation distance of D's event-type shares to the mean shares of the previous days
     popularity       Jensen–Shannon divergence (base 2, 0..1) of D's item shares to the mean of the previous
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from recpipe.config import RunParams
 from recpipe.io import layout
@@ -34,7 +36,8 @@ from recpipe.io.partitions import Store
 
 DAYS = 7  # previous calendar days compared with
 MIN_HISTORY = 3  # fewer previous days with clean events than this: no drift judged
-COLUMNS = ["user_id", "item_id", "event_type"]
+#: what a day's profile counts: kind → the column of the events
+KINDS = {"type": "event_type", "item": "item_id", "user": "user_id"}
 #: measure → (the RunParams prefix of its warn/fail thresholds, what its statistic is)
 MEASURES = {
     "event_type_mix": ("drift_type_mix", "total-variation distance of the event-type shares, excess over baseline"),
@@ -45,6 +48,7 @@ MEASURES = {
     "new_user_share": ("drift_new_share", "change of the share of users not seen on the previous days"),
     "new_item_share": ("drift_new_share", "change of the share of items not seen on the previous days"),
 }
+Profile = dict[str, tuple[pa.Array, np.ndarray]]  # kind → (distinct values, events per value)
 
 
 def previous_days(dt: str) -> list[str]:
@@ -53,27 +57,54 @@ def previous_days(dt: str) -> list[str]:
     return [(d - timedelta(days=n)).isoformat() for n in range(DAYS, 0, -1)]
 
 
-def measure(store: Store, dt: str, clean: pa.Table, params: RunParams,
+def profile(events: pa.Table) -> pa.Table:
+    """A day's events reduced to what drift compares: (kind, value, events) rows, one per
+    distinct event type, item and user. Saved next to the day's quality report
+    (``profile.parquet``), so later days read ~distinct ids instead of every event."""
+    parts = []
+    for kind, column in KINDS.items():
+        values, counts = pc.value_counts(events[column]).flatten()
+        parts.append(pa.table({"kind": pa.array([kind] * len(values), pa.string()),
+                               "value": values.cast(pa.string()), "events": counts.cast(pa.int64())}))
+    return pa.concat_tables(parts)
+
+
+def _split(table: pa.Table) -> Profile:
+    out = {}
+    for kind in KINDS:
+        rows = table.filter(pc.equal(table["kind"], kind))
+        out[kind] = (rows["value"].combine_chunks(), rows["events"].to_numpy())
+    return out
+
+
+def _day_profile(store: Store, dt: str) -> Profile:
+    """A previous day's profile; days validated before profiles existed: from their clean events."""
+    try:
+        return _split(pq.read_table(pa.BufferReader(store.get_bytes(layout.quality_report(dt, "profile.parquet")))))
+    except FileNotFoundError:
+        events = store.read_table(layout.partition(layout.CLEAN_EVENTS, dt), "events", list(KINDS.values()))
+        return _split(profile(events))
+
+
+def measure(store: Store, dt: str, today: pa.Table, params: RunParams,
             reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ``drift`` object of ``dt``; ``clean`` is D's clean events (user ids as written to
-    ``clean/``), ``reports`` the previous days' quality summaries by date (for the new shares)."""
+    """The ``drift`` object of ``dt``; ``today`` is D's :func:`profile` (of the clean events, user
+    ids as written to ``clean/``), ``reports`` the previous days' quality summaries by date."""
     window = previous_days(dt)
     committed = set(store.committed_dates(layout.CLEAN_EVENTS))
     days = [d for d in window if d in committed]
-    history = [store.read_table(layout.partition(layout.CLEAN_EVENTS, d), "events", COLUMNS) for d in days]
+    profiles = [_day_profile(store, d) for d in days] + [_split(today)]
     out: dict[str, Any] = {"days": days, "missing_days": [d for d in window if d not in committed]}
     if out["missing_days"]:
         out["note"] = (f"{len(out['missing_days'])} of the previous {DAYS} days have no clean events "
                        f"(not delivered, not validated or failed); compared with the other {len(days)}.")
-    users = [pc.unique(t["user_id"]) for t in [*history, clean]]
-    items = [pc.unique(t["item_id"]) for t in [*history, clean]]
     measures = {
-        "event_type_mix": _distance(history, clean, "event_type", _total_variation),
-        "popularity": _distance(history, clean, "item_id", _jensen_shannon),
-        "active_users": _ratio(users),
-        "active_items": _ratio(items),
-        "new_user_share": _new_share(users, days, reports, "new_user_share"),
-        "new_item_share": _new_share(items, days, reports, "new_item_share"),
+        "event_type_mix": _distance([p["type"] for p in profiles], _total_variation),
+        "popularity": _distance([p["item"] for p in profiles], _jensen_shannon),
+        "active_users": _ratio([p["user"][0] for p in profiles]),
+        "active_items": _ratio([p["item"][0] for p in profiles]),
+        "new_user_share": _new_share([p["user"][0] for p in profiles], days, reports, "new_user_share"),
+        "new_item_share": _new_share([p["item"][0] for p in profiles], days, reports, "new_item_share"),
     }
     enough = len(days) >= MIN_HISTORY
     if not enough:
@@ -112,23 +143,22 @@ def _status(statistic: float | None, warn: float, fail: float) -> str:
     return "ok"
 
 
-def _shares(history: list[pa.Table], clean: pa.Table, column: str) -> np.ndarray:
-    """(days + 1, distinct values) matrix: each day's share of events per value of ``column``."""
-    counts = [pc.value_counts(t[column]).flatten() for t in [*history, clean]]
-    values = pc.unique(pa.chunked_array([c[0] for c in counts]))
+def _shares(counts: list[tuple[pa.Array, np.ndarray]]) -> np.ndarray:
+    """(days, distinct values) matrix: each day's share of events per value."""
+    values = pc.unique(pa.chunked_array([v for v, _ in counts]))
     matrix = np.zeros((len(counts), len(values)))
     for row, (keys, n) in enumerate(counts):
-        matrix[row, pc.index_in(keys, value_set=values).to_numpy()] = n.to_numpy()
+        matrix[row, pc.index_in(keys, value_set=values).to_numpy()] = n
     totals = matrix.sum(axis=1, keepdims=True)
     return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
-def _distance(history: list[pa.Table], clean: pa.Table, column: str, distance) -> dict[str, Any]:
-    """D's distance to the mean of the previous days, the baseline (median leave-one-out
-    distance of the previous days), and the excess judged."""
-    if not history:
+def _distance(counts: list[tuple[pa.Array, np.ndarray]], distance) -> dict[str, Any]:
+    """D's (the last day's) distance to the mean of the previous days, the baseline (median
+    leave-one-out distance of the previous days), and the excess judged."""
+    if len(counts) == 1:
         return {"value": None, "baseline": None, "statistic": None}
-    shares = _shares(history, clean, column)
+    shares = _shares(counts)
     past, today = shares[:-1], shares[-1]
     value = distance(today, past.mean(axis=0))
     n = len(past)
