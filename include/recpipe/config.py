@@ -111,6 +111,26 @@ class RunParams:
                                   "\"buy\": \"purchase\"}; unmapped unknown types are quarantined.")
     max_unavailable_share: float = _param(0.5, "Flag the quality report when the catalog snapshot marks more than "
                                           "this share of the day's items unavailable (or does not list them).", 0, 1)
+    # drift of a day against the previous 7 (recpipe.stages.validate.drift): warn flags the quality report,
+    # fail fails the batch (a data error, no retry); 0 turns a threshold off
+    drift_type_mix_warn: float = _param(0.1, "Warn when the event-type mix moves from the previous 7 days' mean by "
+                                        "more than this total-variation distance (beyond the days' own variation).",
+                                        0, 1)
+    drift_type_mix_fail: float = _param(0.3, "Fail the batch at this event-type mix drift (as drift_type_mix_warn).",
+                                        0, 1)
+    drift_popularity_warn: float = _param(0.1, "Warn when the item-popularity distribution's Jensen-Shannon "
+                                          "divergence (base 2) to the previous 7 days' mean exceeds the days' own "
+                                          "by more than this.", 0, 1)
+    drift_popularity_fail: float = _param(0.3, "Fail the batch at this popularity drift (as drift_popularity_warn).",
+                                          0, 1)
+    drift_active_ratio_warn: float = _param(2.0, "Warn when the distinct users or items are off the previous 7 "
+                                            "days' mean by more than this factor (0: off; else at least 1).", 0, 1000)
+    drift_active_ratio_fail: float = _param(5.0, "Fail the batch at this factor (as drift_active_ratio_warn).",
+                                            0, 1000)
+    drift_new_share_warn: float = _param(0.2, "Warn when the share of users or items not seen on the previous 7 "
+                                         "days moves by more than this (absolute) from the previous days' share.",
+                                         0, 1)
+    drift_new_share_fail: float = _param(0.5, "Fail the batch at this change (as drift_new_share_warn).", 0, 1)
     min_full_user_share: float = _param(0.5, "Publish refuses a table in which fewer than this share of the "
                                         "users get min(top_k, their candidates) items.", 0, 1)
     max_personalized_drop: float = _param(0.5, "Publish refuses a table whose share of personalised users "
@@ -128,6 +148,14 @@ class RunParams:
                 raise ConfigError(f"{f.name} must be {bounds}, got {value}.")
         if self.max_volume_ratio != 0 and self.max_volume_ratio < 1:
             raise ConfigError(f"max_volume_ratio must be 0 (off) or >= 1, got {self.max_volume_ratio}.")
+        for name in ("drift_active_ratio_warn", "drift_active_ratio_fail"):
+            if 0 < getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be 0 (off) or >= 1 (a factor either way), got {getattr(self, name)}.")
+        for measure in ("type_mix", "popularity", "active_ratio", "new_share"):
+            warn, fail = getattr(self, f"drift_{measure}_warn"), getattr(self, f"drift_{measure}_fail")
+            if warn and fail and warn > fail:
+                raise ConfigError(f"drift_{measure}_warn ({warn}) is above drift_{measure}_fail ({fail}): the warning "
+                                  "must come first; lower it, or set it to 0 (off).")
         object.__setattr__(self, "event_weights", _weights(self.event_weights))
         unknown = sorted(set(self.event_type_map.values()) - set(EVENT_TYPES))
         if unknown:

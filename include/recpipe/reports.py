@@ -12,20 +12,56 @@ STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}td,th{padding:4
 text-align:left;vertical-align:top}.ok{color:green}.bad{color:#b00;font-weight:bold}.warn{color:#a60}"""
 
 
-def write_quality(store: Store, dt: str, summary: dict[str, Any], gx_results: dict[str, dict]) -> str:
-    """``reports/quality/dt=D/{result.json,index.html}``; returns the page's key."""
+def write_quality(store: Store, dt: str, summary: dict[str, Any], gx_results: dict[str, dict],
+                  history: list[dict[str, Any]] | None = None) -> str:
+    """``reports/quality/dt=D/{result.json,index.html}``; the page charts each drift measure
+    over ``history`` (earlier summaries, oldest first) and D. Returns the page's key."""
     store.put_json(layout.quality_report(dt, "result.json"), {"summary": summary, "great_expectations": gx_results})
     verdict = "passed" if summary.get("passed") else "FAILED"
     problems = "".join(f"<li class=bad>{html.escape(p)}</li>" for p in summary.get("problems", []))
     problems += "".join(f"<li class=warn>warning: {html.escape(w)}</li>" for w in summary.get("warnings", []))
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                    for k, v in summary.items() if k not in ("problems", "warnings", "passed"))
+                    for k, v in summary.items() if k not in ("problems", "warnings", "passed", "drift"))
     tables = "".join(_gx_table(name, result) for name, result in gx_results.items())
-    page = f"""<!doctype html><meta charset=utf-8><title>Quality {dt}: {verdict}</title><style>{STYLE}</style>
+    page = f"""<!doctype html><meta charset=utf-8><title>Quality {dt}: {verdict}</title><style>{STYLE}
+svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
 <h1>Raw data dt={html.escape(dt)}: <span class={'ok' if summary.get('passed') else 'bad'}>{verdict}</span></h1>
-<ul>{problems}</ul><table>{facts}</table>{tables}"""
+<ul>{problems}</ul><table>{facts}</table>{_drift_section(summary, history or [])}{tables}"""
     store.put_bytes(layout.quality_report(dt), page.encode())
     return layout.quality_report(dt)
+
+
+def quality_history(store: Store, dt: str, days: int = 30) -> list[dict[str, Any]]:
+    """The quality summaries (``reports/quality/dt=*/result.json``) of up to ``days`` dates before ``dt``."""
+    keys = [k for k in store.list_keys(layout.dates_prefix(layout.QUALITY_REPORTS)) if k.endswith("/result.json")]
+    dates = sorted(d for d in (layout.date_of(k) for k in keys) if d < dt)[-days:]
+    return [store.get_json(layout.quality_report(d, "result.json"))["summary"] for d in dates]
+
+
+_STATUS_CLASS = {"fail": "bad", "warn": "warn", "ok": "ok"}
+
+
+def _drift_section(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    """A table of today's drift measures and, per measure, its judged statistic over the dates
+    with the warn and fail thresholds."""
+    drift = summary.get("drift")
+    if not drift:
+        return ""
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td class={_STATUS_CLASS.get(m['status'], '')}>"
+        f"{html.escape(m['status'])}</td><td>{m.get('statistic')}</td><td>{m.get('value')}</td>"
+        f"<td>{m.get('reference', m.get('baseline'))}</td><td>{m['warn']:g} / {m['fail']:g}</td></tr>"
+        for name, m in drift["measures"].items())
+    runs = [{"dt": s["dt"], "metrics": {role: {n: m.get("statistic") if role == "drift" else m.get(role)
+                                               for n, m in s["drift"]["measures"].items()}
+                                        for role in ("drift", "warn", "fail")}}
+            for s in [*history, summary] if s.get("drift")]
+    charts = "".join(_history_chart(name, runs, gated=False, roles=("drift", "warn", "fail"))
+                     for name in drift["measures"])
+    note = f"<p>{html.escape(drift['note'])}</p>" if drift.get("note") else ""
+    return (f"<h2>Drift against the previous days ({len(drift['days'])} compared)</h2>{note}<table><tr><th>measure</th>"
+            f"<th>status</th><th>judged</th><th>today</th><th>reference</th><th>warn / fail</th></tr>{rows}</table>"
+            f"<div class=charts>{charts}</div>")
 
 
 def _gx_table(name: str, result: dict) -> str:
@@ -43,7 +79,8 @@ def _gx_table(name: str, result: dict) -> str:
 
 
 COLORS = {"candidate": "#2a7", "champion": "#27c", "popularity": "#999", "recent": "#c80", "threshold": "#c33",
-          "all": "#000", "personalized": "#2a7", "repeat": "#c80", "fallback": "#999"}
+          "all": "#000", "personalized": "#2a7", "repeat": "#c80", "fallback": "#999",
+          "drift": "#27c", "warn": "#c80", "fail": "#c33"}
 
 
 def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[str, Any]]) -> str:

@@ -28,7 +28,8 @@ def test_every_listening_socket_is_on_loopback(live_stack):
     assert all(addr.ip in ("127.0.0.1", "::1") for _, addr in listening), listening
 
 
-@pytest.mark.parametrize("path", ["/api/v2/dags", "/api/v2/dags/recommendations_daily/dagRuns", "/api/v2/connections"])
+@pytest.mark.parametrize("path", ["/api/v2/dags", "/api/v2/dags/recommendations_daily/dagRuns", "/api/v2/connections",
+                                  "/recpipe/reports/evaluation/2024-01-10", "/recpipe/runs/recommendations_daily/x"])
 def test_the_api_refuses_calls_without_a_login(live_stack, path):
     paths, env, dt = live_stack
     with pytest.raises(urllib.error.HTTPError) as err:

@@ -15,6 +15,7 @@ from recpipe.stages import publish
 from recpipe.artifacts import registry
 from devstack import stack
 from recpipe.config import StoreConfig
+from recpipe.io import layout
 from recpipe.io.partitions import Store
 
 pytestmark = pytest.mark.slow  # `pytest -m "not slow"` skips it in the inner loop
@@ -38,6 +39,18 @@ def _wait_for_run(api: stack.AirflowAPI, logical: str, timeout: float = 900) -> 
     return "timeout"
 
 
+def _logged_in(browser, env: dict[str, str]):
+    """A new page of the UI, logged in as admin."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(env["AIRFLOW__API__BASE_URL"] + "/")
+    page.wait_for_url("**/auth/login**")  # nobody gets in without logging in
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", env["AIRFLOW_ADMIN_PASSWORD"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    return page
+
+
 def test_trigger_form_runs_the_dag_with_the_params_given(live_stack, browser):
     paths, env, dt = live_stack
     ARTIFACTS.mkdir(exist_ok=True)
@@ -46,14 +59,7 @@ def test_trigger_form_runs_the_dag_with_the_params_given(live_stack, browser):
     api.wait_for_dag(DAG)
     api.unpause(DAG)
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(base + "/")
-    page.wait_for_url("**/auth/login**")  # nobody gets in without logging in
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", env["AIRFLOW_ADMIN_PASSWORD"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
-
+    page = _logged_in(browser, env)
     page.goto(f"{base}/dags/{DAG}")
     page.get_by_role("button", name="Trigger").first.click()
     page.get_by_test_id("datetime-input").click()
@@ -109,3 +115,27 @@ def test_no_secret_reaches_task_logs_or_xcom(live_stack):
                            .get("value")) for e in entries]
     assert any("recommendations/dt=" in v for v in values)  # publish's summary is there to check
     assert not any(s in v for s in secrets for v in values)
+
+
+def test_the_runs_reports_open_from_its_reports_tab(live_stack, browser):
+    """After the run above: its "Reports" tab (the plugin's external view) links to the date's
+    pages, served by the api-server from the bucket through the connection, byte for byte."""
+    paths, env, dt = live_stack
+    base = env["AIRFLOW__API__BASE_URL"]
+    api = stack.AirflowAPI(env)
+    run_id = next(r["dag_run_id"] for r in api._call("GET", f"/api/v2/dags/{DAG}/dagRuns")["dag_runs"]
+                  if r["logical_date"].startswith(dt))
+    store = Store(StoreConfig.from_env(env))
+    page = _logged_in(browser, env)
+    page.goto(f"{base}/dags/{DAG}/runs/{run_id}/plugin/recpipe-reports")
+    frame = page.frame_locator("iframe")
+    frame.get_by_role("link", name="evaluation").click()
+    frame.locator("h1").filter(has_text=f"Evaluation dt={dt}").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "reports-tab.png"), full_page=True)
+
+    for kind, key in (("evaluation", layout.evaluation_report(dt)), ("quality", layout.quality_report(dt))):
+        served = page.request.get(f"{base}/recpipe/reports/{kind}/{dt}")  # the logged-in browser's cookie
+        assert served.status == 200 and served.body() == store.get_bytes(key)
+        text = served.text()
+        assert not any(env[k] in text for k in stack.SECRET_KEYS) and "X-Amz-" not in text
+    assert page.request.get(f"{base}/recpipe/reports/evaluation/1999-01-01").status == 404

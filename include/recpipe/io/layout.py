@@ -9,7 +9,7 @@ never spell a key themselves: they ask this module. docs/storage.md shows the tr
     quarantine/drops/dt=D/part-<n>/     a drop's rejected rows with a reason
     clean/events/dt=D/                  validated events
     quarantine/events/dt=D/             rejected rows with a reason
-    reports/quality/dt=D/               the quality gate's result.json and index.html
+    reports/quality/dt=D/               the quality gate's result.json, index.html, profile.parquet
     aggregates/dt=D/                    one day of events reduced (features' incremental state)
     vocab/<users|items>/                append-only id vocabularies
     features/dt=D/                      point-in-time feature tables
@@ -99,7 +99,7 @@ def quarantine_drop(dt: str, n: int) -> str:
 
 
 def quality_report(dt: str, name: str = "index.html") -> str:
-    """``reports/quality/dt=D/<name>``: ``result.json`` or ``index.html``."""
+    """``reports/quality/dt=D/<name>``: ``result.json``, ``index.html`` or ``profile.parquet`` (drift's input)."""
     return f"{partition(QUALITY_REPORTS, dt)}/{name}"
 
 

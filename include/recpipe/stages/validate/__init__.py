@@ -3,6 +3,7 @@
     check   row rules, batch rules, the split into clean/ and quarantine/
     suites  the GX expectation suites of the input contract
     drop    the row rules on one intraday drop (for the refresh)
+    drift   the day against the previous 7: event-type mix, popularity, active and new ids
 """
 
 from recpipe.stages.validate.check import ValidationResult, row_reasons, validate_events

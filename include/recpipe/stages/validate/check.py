@@ -8,11 +8,13 @@ Two levels of failure:
 - batch level: a missing or retyped column, an empty or unreadable partition, more than
   ``max_reject_rate`` of the rows rejected, a row count outside ``max_volume_ratio`` × the
   median of the previous 7 partitions, more than ``max_unknown_item_rate`` of the events
-  about items the catalog does not list, or a failed items/users suite. Nothing is written
-  to ``clean/``, and a :class:`DataQualityError` says what is wrong and where.
+  about items the catalog does not list, a failed items/users suite, or a distribution
+  drift against the previous 7 days above its ``drift_*_fail`` threshold (``drift``; above
+  ``drift_*_warn`` it is a warning). Nothing is written to ``clean/``, and a
+  :class:`DataQualityError` says what is wrong and where.
 
 The suites (``suites``) are the reviewable statement of the rules; the GX
-result and an HTML page land in ``reports/quality/dt=D/``.
+result, an HTML page and the day's drift profile land in ``reports/quality/dt=D/``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import DataQualityError
 from recpipe.io import landing, layout
-from recpipe.io.partitions import Store
-from recpipe.stages.validate import suites
+from recpipe.io.partitions import Store, table_to_parquet
+from recpipe.stages.validate import drift, suites
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,14 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
     extra = [c for c in events.column_names if c not in contracts.EVENTS.names]
     result = ValidationResult(dt, events.num_rows, clean.num_rows, counts, report, extra)
     problems = _batch_problems(result, gx_results, params, bounds)
-    warnings = []
+    clean = privacy.pseudonymise(clean, key)  # drift compares D's users with clean/ (pseudonyms, when on)
+    history = reports.quality_history(store, dt)
+    today = drift.profile(clean)
+    shift = drift.measure(store, dt, today, params, {s["dt"]: s for s in history})
+    problems += drift.problems(shift, "fail")
+    warnings = drift.problems(shift, "warn")
+    for w in warnings:
+        log.warning(w)
     share = None if catalog is None else unavailable_share(clean, catalog)
     if share is not None and share > params.max_unavailable_share:
         warnings.append(f"the catalog snapshot makes {share:.0%} of the items with events on {dt} unavailable "
@@ -174,8 +183,9 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
     summary = {"dt": dt, "rows": result.rows, "clean_rows": result.clean_rows, "quarantined": counts,
                "event_types_mapped": renamed, "extra_columns": extra, "volume_bounds": bounds,
                "catalog_items": None if catalog is None else catalog.num_rows, "unavailable_item_share": share,
-               "passed": not problems, "problems": problems, "warnings": warnings}
-    reports.write_quality(store, dt, summary, gx_results)
+               "drift": shift, "passed": not problems, "problems": problems, "warnings": warnings}
+    store.put_bytes(layout.quality_report(dt, "profile.parquet"), table_to_parquet(today))
+    reports.write_quality(store, dt, summary, gx_results, history)
     if problems:
         raise DataQualityError(
             f"raw data for {dt} failed the quality gate: {' '.join(problems)} Nothing from this date goes further.",
@@ -183,7 +193,6 @@ def validate_events(store: Store, dt: str, params: RunParams) -> ValidationResul
         )
     quarantine = events.filter(bad).select(contracts.EVENTS.names).append_column("reason", reason.filter(bad))
     store.write_partition(layout.partition(layout.QUARANTINE_EVENTS, dt), {"events": quarantine})
-    clean = privacy.pseudonymise(clean, key)
     store.write_partition(layout.partition(layout.CLEAN_EVENTS, dt), {"events": clean}, {"source_rows": events.num_rows})
     log.info("%s: %d clean rows, %d quarantined %s; report %s", dt, clean.num_rows,
              result.rows - result.clean_rows, counts, store.url(report))
