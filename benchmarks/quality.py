@@ -12,7 +12,9 @@ word, is the item's category for the models that use content features).
 Protocol (../shared/data/README.md): each user's ratings ordered by timestamp (ties by row
 order); the last item is the test target, the one before it the validation target, the rest
 is training history. Every model is fit on the training part (early stopping on the
-validation part); for the test target it scores from the training + validation history
+validation part: a model that holds out each user's last item for early stopping itself,
+``holds_out_last_item``, is fit on training + validation, so that item is the validation
+item and never a training target); for the test target it scores from the training + validation history
 (``with_history`` where a model has it; MF and popularity keep their fitted state). ALL
 items are ranked, except those the user rated before the target; ties go to the lower item
 index (as ``recpipe.scoring.top_k``). Metrics are averaged over all users.
@@ -21,6 +23,7 @@ index (as ``recpipe.scoring.top_k``). Metrics are averaged over all users.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -130,24 +133,39 @@ def metrics(model, n_users: int, n_items: int, seen: pd.DataFrame, target: pd.Da
     return {f"hr@{K}": float(hit.mean()), f"ndcg@{K}": float(np.where(hit, 1 / np.log2(rank + 2), 0).mean())}
 
 
-def run(name: str, df: pd.DataFrame, n_users: int, n_items: int, features: np.ndarray) -> dict:
+def run(name: str, df: pd.DataFrame, n_users: int, n_items: int, features: np.ndarray,
+        overrides: dict | None = None) -> dict:
     from recpipe.models.keras_fit import setup_device
 
-    params = FitConfig(**PARAMS[name])
+    chosen = {**PARAMS[name], **(overrides or {})}
+    params = FitConfig(**chosen)
     train, valid, test = df[df.part == 2], df[df.part == 1], df[df.part == 0]
     setup_device(params.seed)
     model = model_class(name)()
-    started = time.monotonic()
-    summary = model.fit(training_data(train, n_users, n_items, features), params)
-    seconds = time.monotonic() - started
-    val = metrics(model, n_users, n_items, train, valid)
-    if hasattr(model, "with_history"):
+    # a model that early-stops on each user's last item gets the validation item as that item
+    fit_on = df[df.part > 0] if getattr(model, "holds_out_last_item", False) else train
+    started, cpu = time.monotonic(), time.process_time()
+    summary = model.fit(training_data(fit_on, n_users, n_items, features), params)
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    history = hasattr(model, "with_history")
+    val = metrics(model.with_history(training_data(train, n_users, n_items, features)) if history else model,
+                  n_users, n_items, train, valid)
+    if history:
         model = model.with_history(training_data(df[df.part > 0], n_users, n_items, features))
     out = {**metrics(model, n_users, n_items, df[df.part > 0], test),
-           "train_seconds": round(seconds, 1), "epochs": summary.get("epochs", 0),
-           **{f"val_{k}": v for k, v in val.items()}, "params": PARAMS[name]}
+           "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
+           "load_average": [round(x, 2) for x in os.getloadavg()], "epochs": summary.get("epochs", 0),
+           **{f"val_{k}": v for k, v in val.items()}, "params": chosen}
     logging.info("%s: %s", name, out)
     return out
+
+
+def _typed(key: str, value: str):
+    """``--set`` value as the type of FitConfig's field ``key``."""
+    fields = {f.name: f.type for f in dataclasses.fields(FitConfig)}
+    if key not in fields:
+        raise SystemExit(f"--set {key}: not a training parameter; choose from {sorted(fields)}.")
+    return {"int": int, "float": float}.get(str(fields[key]), str)(value)
 
 
 def main() -> None:
@@ -155,15 +173,18 @@ def main() -> None:
     ap.add_argument("--dataset", default="ml-100k",
                     help="a set in ../shared/data (ml-100k, amazon-sports) or a folder of RecBole atomic files")
     ap.add_argument("--models", default="sasrec,two_tower,mf,popularity")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a training parameter of every model run (e.g. --set loss=full)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    overrides = {k: _typed(k, v) for k, v in (kv.split("=", 1) for kv in args.set)}
     folder = DATA / args.dataset if (DATA / args.dataset).is_dir() else Path(args.dataset)
     df, n_users, n_items, features = split(folder)
     logging.info("%s: %d ratings, %d users, %d items", args.dataset, len(df), n_users, n_items)
     result = {"dataset": args.dataset, "protocol": PROTOCOL, "machine": machine(),
-              "models": {name: run(name, df, n_users, n_items, features) for name in args.models.split(",")}}
+              "models": {name: run(name, df, n_users, n_items, features, overrides) for name in args.models.split(",")}}
     report(result, args.out)
 
 

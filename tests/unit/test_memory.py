@@ -132,3 +132,25 @@ def test_sasrec_learns_with_the_sampled_loss():
     users = np.arange(N_USERS)
     top3 = np.argsort(-model.score(users, N_ITEMS), axis=1)[:, :3]
     assert (top3 == ((users % N_ITEMS + LENGTH) % N_ITEMS)[:, None]).any(axis=1).mean() >= 0.9
+
+
+def test_an_mf_step_regularises_and_updates_only_the_rows_of_its_batch():
+    from recpipe.models import mf
+
+    x = {"user": np.array([0, 1, 1], np.int32), "item": np.array([2, 3, 5], np.int32)}
+    y = np.array([1.0, 0.0, 1.0], np.float32)
+    losses = {}
+    for l2 in (0.0, 1.0):
+        keras_fit.setup_device(0)  # the same initial weights for both
+        model = mf.build(n_users=50, n_items=40, dim=4, l2=l2)
+        model.compile(optimizer=keras_fit.LazyAdam(0.1), loss="binary_crossentropy")
+        before = [model.get_layer(n).embeddings.numpy() for n in ("user_embedding", "item_embedding")]
+        losses[l2] = float(model.train_on_batch(x, y))
+        after = [model.get_layer(n).embeddings.numpy() for n in ("user_embedding", "item_embedding")]
+        for rows, old, new in zip(([0, 1], [2, 3, 5]), before, after):
+            others = np.setdiff1d(np.arange(len(old)), rows)
+            np.testing.assert_array_equal(new[others], old[others])  # O(batch) per step, not O(table)
+            assert (new[rows] != old[rows]).all(axis=1).all()
+    u, v = before  # both models' initial weights: the l2 = 1 loss adds the mean squared norms of the batch's rows
+    penalty = (u[x["user"]] ** 2).sum(1).mean() + (v[x["item"]] ** 2).sum(1).mean()
+    np.testing.assert_allclose(losses[1.0] - losses[0.0], penalty, rtol=1e-3)

@@ -4,7 +4,8 @@ Trained pointwise with binary cross-entropy: every (user, item) pair seen before
 positive, ``config.negatives`` items drawn uniformly per positive are negatives, drawn
 afresh in every batch by the ``tf.data`` pipeline. 5% of the positives (with their own
 negatives) are the validation split for early stopping. Adam is lazy (a batch updates only
-the embedding rows it touched), so a step costs O(batch), not O(users + items).
+the embedding rows it touched) and the L2 penalty is on the batch's rows only (``L2`` · mean
+‖u‖², likewise ‖v‖²), so a step costs O(batch), not O(users + items).
 
 Memory: 24·((U + V)·d + V) bytes for the parameters and their optimiser state, 24 bytes per
 interaction for the input tensors, plus one batch (``recpipe.models.memory.mf_terms``);
@@ -26,14 +27,21 @@ from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weigh
 
 log = logging.getLogger(__name__)
 
+L2 = 1e-4  # per-row L2 of the batch's embeddings (see build)
 
-def build(n_users: int, n_items: int, dim: int, l2: float = 1e-6):
-    """The Keras graph: inputs user (B,), item (B,) int32 → probability (B,)."""
+
+def build(n_users: int, n_items: int, dim: int, l2: float = L2):
+    """The Keras graph: inputs user (B,), item (B,) int32 → probability (B,).
+
+    The L2 penalty is on the batch's rows (``activity_regularizer``: l2 · mean over the
+    batch of ‖u‖², likewise ‖v‖²), so its gradient touches those rows only and a step
+    stays O(batch); a penalty on the whole tables would make every step's gradient dense.
+    """
     user = keras.Input(shape=(), dtype="int32", name="user")
     item = keras.Input(shape=(), dtype="int32", name="item")
     reg = keras.regularizers.L2(l2)
-    u = layers.Embedding(n_users, dim, embeddings_regularizer=reg, name="user_embedding")(user)
-    v = layers.Embedding(n_items, dim, embeddings_regularizer=reg, name="item_embedding")(item)
+    u = layers.Embedding(n_users, dim, activity_regularizer=reg, name="user_embedding")(user)
+    v = layers.Embedding(n_items, dim, activity_regularizer=reg, name="item_embedding")(item)
     b = layers.Embedding(n_items, 1, embeddings_initializer="zeros", name="item_bias")(item)
     logit = layers.Add()([layers.Dot(axes=-1)([u, v]), b])
     prob = layers.Activation("sigmoid", dtype="float32", name="prob")(layers.Flatten()(logit))

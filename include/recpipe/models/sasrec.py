@@ -28,8 +28,9 @@ gathered first (padding never reaches the output layer), then scored with
 
 Logits and the loss are float32 whatever the compute precision (safe under mixed precision).
 Adam is lazy (``keras_fit.LazyAdam``): a step touches only the embedding rows of its batch.
-Each user's last item is held out for validation: early stopping on NDCG@10 over the full
-catalog (seen items excluded) for up to ``VAL_USERS`` users. The users' recent sequences
+Each user's last item (users with ≥ 3 items) is held out for validation, never a training
+target: early stopping on NDCG@10 over the full catalog (seen items excluded) for up to
+``VAL_USERS`` users, after ``PATIENCE`` epochs without a better one. The users' recent sequences
 are part of the model (saved with it); :meth:`SASRec.with_history` swaps them for newer
 histories without retraining.
 
@@ -66,7 +67,7 @@ NUM_BLOCKS = 2
 NUM_HEADS = 1
 DROPOUT = 0.5  # sparse catalogs overfit the item table at 0.2 (Amazon Sports: val NDCG@10 stalled at 0.017)
 IN_BATCH = True  # sampled loss: in-batch negatives with the logQ correction besides the uniform ones
-PATIENCE = 5  # epochs without a better validation NDCG@10 before stopping
+PATIENCE = 10  # epochs without a better validation NDCG@10 before stopping (a few thousand validation users are noisy)
 VAL_USERS = 10_000  # most users whose held-out item validates (scored over the full catalog)
 SCORE_BATCH = 1024  # users per encoder call in score() and validation
 K = 10
@@ -207,6 +208,7 @@ class _ValidationNDCG(keras.callbacks.Callback):
 
 class SASRec(Recommender):
     name = "sasrec"
+    holds_out_last_item = True  # fit validates on each user's last item (≥ 3 items), never trained on
 
     def __init__(self, model=None, sequences: np.ndarray | None = None, max_len: int | None = None,
                  blocks: int = NUM_BLOCKS, heads: int = NUM_HEADS, dropout: float = DROPOUT):
