@@ -94,7 +94,10 @@ class RunParams:
     min_lift_over_recent: float = _param(0.0, "Candidate NDCG@K must reach the recent heuristic's (each user's "
                                          "recently touched items) times 1 + this.", 0, 10)
     max_drop_vs_champion: float = _param(0.02, "Candidate NDCG@K may be at most this much (relative) below the "
-                                         "champion.", 0, 1)
+                                         "serving model's (the one that published the latest table).", 0, 1)
+    allow_worse_family_switch: bool = _param(False, "Let a candidate of another model family than the serving "
+                                             "model replace it with a lower NDCG@K (by at most "
+                                             "max_drop_vs_champion); off: a family switch must not be worse.")
     exclude_purchased: bool = _param(True, "Never recommend what the user already bought.")
     warm_start: bool = _param(False, "Continual training: start from the previous champion's weights, grown for "
                               "new users and items.")

@@ -42,8 +42,10 @@ def _gx_table(name: str, result: dict) -> str:
             f"<th>result</th><th>observed</th></tr>{''.join(rows)}</table>")
 
 
-COLORS = {"candidate": "#2a7", "champion": "#27c", "popularity": "#999", "recent": "#c80", "threshold": "#c33",
+COLORS = {"candidate": "#2a7", "serving": "#27c", "popularity": "#999", "recent": "#c80", "threshold": "#c33",
           "all": "#000", "personalized": "#2a7", "repeat": "#c80", "fallback": "#999"}
+
+OLD_ROLES = {"serving": "champion"}
 
 
 def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[str, Any]]) -> str:
@@ -109,10 +111,12 @@ def _bars(decision: dict[str, Any], names: list[str]) -> str:
 
 
 def _history_chart(name: str, runs: list[dict[str, Any]], gated: bool,
-                   roles: tuple[str, ...] = ("candidate", "champion", "popularity", "recent"), title: str = "") -> str:
-    """One metric over dates: a line per role, plus the gate's bar when the metric is gated."""
+                   roles: tuple[str, ...] = ("candidate", "serving", "popularity", "recent"), title: str = "") -> str:
+    """One metric over dates: a line per role, plus the gate's bar when the metric is gated.
+    (Reports written before the serving model was judged across families call it ``champion``.)"""
     w, h, pad = 320, 150, 30
-    series = {r: [run["metrics"].get(r, {}).get(name) for run in runs] for r in roles}
+    series = {r: [(run["metrics"].get(r) or run["metrics"].get(OLD_ROLES.get(r), {})).get(name) for run in runs]
+              for r in roles}
     if gated:
         series["threshold"] = [run.get("thresholds", {}).get("min_" + name) for run in runs]
     values = [v for s in series.values() for v in s if v is not None] or [0.0]

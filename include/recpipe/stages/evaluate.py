@@ -1,11 +1,15 @@
-"""The evaluate stage: is the candidate good enough to become champion and publish?
+"""The evaluate stage: is the candidate good enough to replace what serves, and publish?
 
 On the temporal hold-out of date D (what users with history before D did on D), the
-candidate, the current champion and the popularity baseline each rank ALL items
-(past purchases excluded when ``exclude_purchased``). The candidate passes when
+candidate, the serving model and the popularity baseline each rank ALL items (past
+purchases excluded when ``exclude_purchased``). The serving model is the one that published
+the latest table on or before D (``decision.serving``), whatever its family: a mf table
+serving is what a two_tower candidate must match. The candidate passes when
 
 - its NDCG@K beats popularity's by at least ``min_lift_over_popularity`` (relative), and
-- it is not more than ``max_drop_vs_champion`` (relative) below the champion's NDCG@K.
+- it is not more than ``max_drop_vs_champion`` (relative) below the serving model's NDCG@K;
+  a candidate of another family must be at least as good (no drop) unless
+  ``allow_worse_family_switch``.
 
 :func:`evaluate` only judges and writes ``reports/evaluation/dt=D/``; the promote stage
 acts on the decision.
@@ -20,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from recpipe import reports, scoring
-from recpipe.artifacts import registry
+from recpipe.artifacts import decision as decisions, registry
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
 from recpipe.evaluation import evaluate as compute_metrics
@@ -31,10 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) -> dict[str, Any]:
-    """Score candidate, champion and the two baselines on the hold-out; decide; write the report.
+    """Score candidate, serving model and the two baselines on the hold-out; decide; write the report.
 
     The baselines are popularity and ``recent`` (each user's recently touched items). The
-    candidate and the champion are judged as they would publish: their lists with the first
+    candidate and the serving model are judged as they would publish: their lists with the first
     ``repeat_slots`` taken by the user's recent items, that number chosen here, per
     contender, as the one (0..K) with the best NDCG@K (param ``repeat_slots`` ≥ 0 fixes it).
     """
@@ -43,10 +47,11 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     n_items = features.n_items
     users = np.unique(holdout["user_idx"].to_numpy())
     exclude = features.exclusions(before_day=True) if params.exclude_purchased else None
-    champion = registry.champion(store, candidate["name"], before=dt)  # as it was when day D began
+    served = decisions.serving(store, dt)  # the latest table on or before D, of any family
+    serving = served["publish"] if served else None
     contenders = {"candidate": candidate, "popularity": registry.popularity_ref(dt)}
-    if champion and champion["version"] != candidate["version"]:
-        contenders["champion"] = champion
+    if serving and serving["name"] != "popularity" and serving["version"] != candidate["version"]:
+        contenders["serving"] = serving  # popularity serving is the baseline itself
     k = params.top_k
 
     def judge(recs: pa.Table) -> dict[str, float]:
@@ -58,7 +63,7 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     metrics = {"recent": {**judge(recent), "model": "recent", "version": dt, "repeat_slots": 0}}
     for role, ref in contenders.items():
         blends = slot_choices(params, ref["name"])
-        # an older champion may predate some users: they get the fallback, as in publish
+        # an older serving model may predate some users: they get the fallback, as in publish
         ranked = pa.concat_tables(scoring.top_k_with_fallback(registry.load(store, ref, dt), fallback, users, n_items,
                                                               k + max(blends), exclude))
         tried = {r: judge(scoring.blend(ranked, recent, r, k)) for r in blends}
@@ -69,7 +74,7 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
                  m["version"], k, m[f"ndcg@{k}"], k, m[f"hit_rate@{k}"], len(users), m["repeat_slots"])
     passed, reasons, thresholds = decide(metrics, params)
     decision = {"dt": dt, "k": k, "passed": passed, "reasons": reasons, "metrics": metrics,
-                "thresholds": thresholds, "candidate": candidate, "champion": champion}
+                "thresholds": thresholds, "candidate": candidate, "serving": serving}
     reports.write_evaluation(store, decision, history(store, dt))
     return decision
 
@@ -94,7 +99,8 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[boo
 
     The candidate's NDCG@K must beat popularity's by ``min_lift_over_popularity`` and reach
     the recent heuristic's times 1 + ``min_lift_over_recent`` (relative), and be at most
-    ``max_drop_vs_champion`` below the champion's.
+    ``max_drop_vs_champion`` below the serving model's; when that model is of another family,
+    no drop at all unless ``allow_worse_family_switch``.
     """
     key = f"ndcg@{params.top_k}"
     cand = metrics["candidate"][key]
@@ -112,12 +118,15 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[boo
         reasons.append(f"{key} {cand:.4f} vs {baseline} {base:.4f}: needs {'>' if strict else '>='} {floor:.4f} "
                        f"(+{lift:.0%}) — {'ok' if ok else 'FAILED'}.")
     thresholds = {f"min_{key}": need}
-    if "champion" in metrics:
-        champ = metrics["champion"][key]
-        floor = champ * (1 - params.max_drop_vs_champion)
+    if "serving" in metrics:
+        serving = metrics["serving"]
+        switch = serving["model"] != metrics["candidate"]["model"]
+        drop = 0.0 if switch and not params.allow_worse_family_switch else params.max_drop_vs_champion
+        floor = serving[key] * (1 - drop)
         thresholds[f"min_{key}"] = max(need, floor)
         ok = cand >= floor
         passed &= ok
-        reasons.append(f"{key} {cand:.4f} vs champion {champ:.4f}: needs >= {floor:.4f} "
-                       f"(-{params.max_drop_vs_champion:.0%}) — {'ok' if ok else 'FAILED'}.")
+        why = " (another model family; allow_worse_family_switch is off)" if switch and not params.allow_worse_family_switch else ""
+        reasons.append(f"{key} {cand:.4f} vs serving {serving['model']} {serving[key]:.4f}: needs >= {floor:.4f} "
+                       f"(-{drop:.0%}){why} — {'ok' if ok else 'FAILED'}.")
     return passed, reasons, thresholds

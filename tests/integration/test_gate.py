@@ -1,0 +1,64 @@
+"""The evaluation gate against the real S3 server: one serving model across families."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+
+from recpipe import pipeline, sources
+from recpipe.artifacts import decision
+from recpipe.config import RunParams
+from recpipe.sources.synthetic import ShopSpec
+from recpipe.stages import publish
+from tests.conftest import copy_bucket
+
+SPEC = ShopSpec(days=6)
+
+
+@pytest.fixture(scope="module")
+def served(new_store):
+    """The seeded shop; the daily run of its last day published mf (built once): (store, that day, its decision)."""
+    store = new_store()
+    dates = sources.seed(store, SPEC)
+    params = RunParams(model="mf")
+    for dt in dates:
+        pipeline.validate(store, dt, params)
+    day = dates[-1]
+    pipeline.run(store, day, params)
+    return store, day, decision.read(store, day)
+
+
+@pytest.fixture
+def shop(served, store):
+    source, day, first = served
+    return copy_bucket(source, store), day, first
+
+
+def _personalized_models(store, dt):
+    table = publish.read(store, dt)
+    personal = table.filter(pc.equal(table["strategy"], "personalized"))
+    return set(zip(personal["model_name"].to_pylist(), personal["model_version"].to_pylist()))
+
+
+def test_a_weak_candidate_of_another_family_leaves_the_serving_model_serving(shop):
+    store, day, first = shop
+    assert first["publish"]["name"] == "mf"  # the case: mf serves day 4
+    mf = first["publish"]
+
+    out = pipeline.run(store, day, RunParams(model="two_tower", epochs=1, embedding_dim=4))
+    found = decision.evaluation(store, day)
+    assert found["serving"] == mf  # judged against mf, not against a two_tower champion (there is none)
+    assert found["metrics"]["serving"]["model"] == "mf"
+    assert found["metrics"]["candidate"]["ndcg@10"] < found["metrics"]["serving"]["ndcg@10"]
+    assert out["evaluate"]["passed"] is False
+    kept = decision.read(store, day)
+    assert kept["publish"] == mf and kept["repeat_slots"] == found["metrics"]["serving"]["repeat_slots"]
+    assert _personalized_models(store, day) == {(mf["name"], mf["version"])}  # neither two_tower nor popularity
+    assert store.manifest(f"recommendations/dt={day}")["meta"]["model"] == mf
+
+
+def test_republish_publishes_what_served_whatever_the_model_param(shop):
+    store, day, first = shop
+    pipeline.run(store, day, RunParams(mode="republish", model="two_tower"))
+    assert decision.read(store, day)["publish"] == first["publish"]
+    assert _personalized_models(store, day) == {(first["publish"]["name"], first["publish"]["version"])}
