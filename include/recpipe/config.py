@@ -95,6 +95,10 @@ class RunParams:
                                          "recently touched items) times 1 + this.", 0, 10)
     max_drop_vs_champion: float = _param(0.02, "Candidate NDCG@K may be at most this much (relative) below the "
                                          "serving model's (the one that published the latest table).", 0, 1)
+    confidence_level: float = _param(0.9, "The gate's thresholds apply to the lower bound of this two-sided "
+                                     "paired-bootstrap interval of the candidate's NDCG@K gain (over users, 1,000 "
+                                     "resamples) against popularity and the serving model; 0: the point estimate.",
+                                     0, 0.999)
     allow_worse_family_switch: bool = _param(False, "Let a candidate of another model family than the serving "
                                              "model replace it with a lower NDCG@K (by at most "
                                              "max_drop_vs_champion); off: a family switch must not be worse.")

@@ -20,7 +20,7 @@ def _metrics(candidate: str, cand: float, serving: str, serve: float) -> dict:
     (True, False, True),    # … unless the override is set
 ])
 def test_a_family_switch_must_not_be_worse_unless_allowed(allow, same_family, passed):
-    params = RunParams(max_drop_vs_champion=0.02, allow_worse_family_switch=allow)
+    params = RunParams(max_drop_vs_champion=0.02, allow_worse_family_switch=allow, confidence_level=0)
     serve = 0.3
     cand = serve * (1 - params.max_drop_vs_champion / 2)  # 1 % below the serving model
     metrics = _metrics("mf" if same_family else "two_tower", cand, "mf", serve)
@@ -30,5 +30,17 @@ def test_a_family_switch_must_not_be_worse_unless_allowed(allow, same_family, pa
 
 
 def test_a_family_switch_that_is_better_passes():
-    params = RunParams()
+    params = RunParams(confidence_level=0)
     assert decide(_metrics("two_tower", 0.31, "mf", 0.3), params)[0]
+
+
+def test_the_lower_bound_decides_when_confidence_is_on():
+    params = RunParams(min_lift_over_popularity=0.05)
+    metrics = _metrics("mf", 0.12, "mf", 0.12)  # popularity 0.1: the point estimate clears +5 %
+    noisy = {"vs_popularity": {"low": 0.001, "high": 0.04, "level": 0.9},  # … its lower bound does not
+             "vs_serving": {"low": 0.0, "high": 0.0, "level": 0.9}}
+    assert decide(metrics, RunParams(confidence_level=0))[0]
+    ok, reasons, _ = decide(metrics, params, noisy)
+    assert not ok and "90% interval" in reasons[0] and "FAILED" in reasons[0]
+    sure = {**noisy, "vs_popularity": {"low": 0.006, "high": 0.03, "level": 0.9}}  # 0.006 > 0.05 × 0.1
+    assert decide(metrics, params, sure)[0]

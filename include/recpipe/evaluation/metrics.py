@@ -25,7 +25,9 @@ are excluded, and a relevant user with no recommendation scores 0. With ``rel`` 
 **Pointwise** — ``auc(labels, scores, users=None) -> float``: ROC AUC, ties count 1/2;
 with ``users``, the mean of per-user AUCs over users having a positive and a negative.
 
-``evaluate(truth, recs, k)`` returns the ranking metrics as ``{"ndcg@10": ..., "users": n}``.
+``evaluate(truth, recs, k)`` returns the ranking metrics as ``{"ndcg@10": ..., "users": n}``;
+``per_user(truth, recs, k, "ndcg")`` one metric per evaluated user (a Series by user id, for
+paired tests: ``recpipe.evaluation.significance``; :data:`PER_USER` lists those metrics).
 
 Tables whose columns have other names say so, as in Microsoft Recommenders:
 ``evaluate(truth, recs, 10, col_user="user_idx", col_item="item_idx")``. Every function
@@ -54,7 +56,7 @@ POPULARITY = ("item_id", "count")
 @dataclass(frozen=True)
 class Hits:
     """Per evaluated user, aligned (n_users,) arrays: #relevant, #hits in the top k, DCG,
-    rank of the first hit (inf without one), Σ precision@rank over the hits."""
+    rank of the first hit (inf without one), Σ precision@rank over the hits; ``users``: their ids."""
 
     k: int
     n_relevant: np.ndarray
@@ -62,6 +64,7 @@ class Hits:
     dcg: np.ndarray
     first_rank: np.ndarray
     sum_precision: np.ndarray
+    users: np.ndarray | None = None
 
 
 def table(df: pd.DataFrame | pa.Table, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -138,6 +141,7 @@ def rank_hits(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: 
         dcg=per_user["dcg"].fillna(0.0).to_numpy(),
         first_rank=per_user["first_rank"].fillna(np.inf).to_numpy(dtype=float),
         sum_precision=per_user["sum_precision"].fillna(0.0).to_numpy(),
+        users=n_rel.index.to_numpy(),
     )
 
 
@@ -154,16 +158,24 @@ def recall(h: Hits) -> float:
 
 
 def hit_rate(h: Hits) -> float:
-    return _mean(h.n_hits > 0)
+    return _mean(hit_rate_per_user(h))
 
 
 def mrr(h: Hits) -> float:
     return _mean(1.0 / h.first_rank)
 
 
-def ndcg(h: Hits) -> float:
+def ndcg_per_user(h: Hits) -> np.ndarray:
     ideal = np.cumsum(1.0 / np.log2(np.arange(2, h.k + 2)))  # ideal[i-1] = IDCG with i relevant
-    return _mean(h.dcg / ideal[np.minimum(h.n_relevant, h.k) - 1])
+    return h.dcg / ideal[np.minimum(h.n_relevant, h.k) - 1]
+
+
+def hit_rate_per_user(h: Hits) -> np.ndarray:
+    return (h.n_hits > 0).astype(float)
+
+
+def ndcg(h: Hits) -> float:
+    return _mean(ndcg_per_user(h))
 
 
 def map_at_k(h: Hits) -> float:
@@ -178,6 +190,19 @@ METRICS: dict[str, Callable[[Hits], float]] = {
     "hit_rate": hit_rate,
     "mrr": mrr,
 }
+
+#: metrics with a value per user (their mean is the metric of :data:`METRICS`)
+PER_USER: dict[str, Callable[[Hits], np.ndarray]] = {"ndcg": ndcg_per_user, "hit_rate": hit_rate_per_user}
+
+
+@with_columns
+def per_user(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: int, metric: str = "ndcg") -> pd.Series:
+    """``metric``@k of each user with a relevant item, indexed by user id (ascending)."""
+    if metric not in PER_USER:
+        raise DataError(f"no per-user metric {metric!r}: choose one of {', '.join(PER_USER)}.")
+    _check_k(k)
+    h = rank_hits(truth, recs, k)
+    return pd.Series(PER_USER[metric](h), index=h.users, name=f"{metric}@{k}")
 
 
 @with_columns

@@ -27,7 +27,7 @@ from recpipe import reports, scoring
 from recpipe.artifacts import decision as decisions, registry
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
-from recpipe.evaluation import evaluate as compute_metrics
+from recpipe.evaluation import evaluate as compute_metrics, paired_bootstrap, per_user
 from recpipe.io import layout
 from recpipe.io.partitions import Store
 
@@ -57,10 +57,14 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     def judge(recs: pa.Table) -> dict[str, float]:
         return compute_metrics(holdout, recs.to_pandas(), k, n_items, col_user="user_idx", col_item="item_idx")
 
+    def each_user(recs: pa.Table) -> np.ndarray:  # NDCG@K per hold-out user, in user order
+        return per_user(holdout, recs.to_pandas(), k, col_user="user_idx", col_item="item_idx").to_numpy()
+
     fallback = registry.load(store, contenders["popularity"], dt)
     recent = scoring.top_k(registry.recent(store, dt, before_day=True, event_weights=params.event_weights),
                            users, n_items, k, exclude)
     metrics = {"recent": {**judge(recent), "model": "recent", "version": dt, "repeat_slots": 0}}
+    ndcgs = {}  # role → NDCG@K per user, as judged
     for role, ref in contenders.items():
         blends = slot_choices(params, ref["name"])
         # an older serving model may predate some users: they get the fallback, as in publish
@@ -69,12 +73,16 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
         tried = {r: judge(scoring.blend(ranked, recent, r, k)) for r in blends}
         slots = max(blends, key=lambda r: (tried[r][f"ndcg@{k}"], -r))  # the best; ties: fewer repeat slots
         metrics[role] = {**tried[slots], "model": ref["name"], "version": ref["version"], "repeat_slots": slots}
+        ndcgs[role] = each_user(scoring.blend(ranked, recent, slots, k))
     for role, m in metrics.items():
         log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users (repeat slots %d)", role, m["model"],
                  m["version"], k, m[f"ndcg@{k}"], k, m[f"hit_rate@{k}"], len(users), m["repeat_slots"])
-    passed, reasons, thresholds = decide(metrics, params)
+    confidence = {f"vs_{role}": paired_bootstrap(ndcgs["candidate"], ndcgs[role], params.confidence_level,
+                                                 seed=params.seed)
+                  for role in ("serving", "popularity") if role in ndcgs and params.confidence_level > 0}
+    passed, reasons, thresholds = decide(metrics, params, confidence)
     decision = {"dt": dt, "k": k, "passed": passed, "reasons": reasons, "metrics": metrics,
-                "thresholds": thresholds, "candidate": candidate, "serving": serving}
+                "confidence": confidence, "thresholds": thresholds, "candidate": candidate, "serving": serving}
     reports.write_evaluation(store, decision, history(store, dt))
     return decision
 
@@ -94,39 +102,52 @@ def history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
     return [store.get_json(layout.evaluation_report(d, "metrics.json")) for d in dates if d < dt][-days:]
 
 
-def decide(metrics: dict[str, dict[str, float]], params: RunParams) -> tuple[bool, list[str], dict[str, float]]:
+def decide(metrics: dict[str, dict[str, float]], params: RunParams,
+           confidence: dict[str, dict[str, float]] | None = None) -> tuple[bool, list[str], dict[str, float]]:
     """The gate's rule; returns (passed, one sentence per check, the thresholds it applied).
 
     The candidate's NDCG@K must beat popularity's by ``min_lift_over_popularity`` and reach
     the recent heuristic's times 1 + ``min_lift_over_recent`` (relative), and be at most
     ``max_drop_vs_champion`` below the serving model's; when that model is of another family,
     no drop at all unless ``allow_worse_family_switch``.
+
+    ``confidence`` (``vs_popularity``, ``vs_serving``: :func:`paired_bootstrap` intervals of
+    candidate − that contender): where given, the interval's lower bound must clear the
+    threshold (gain > lift × popularity's; gain ≥ −drop × serving's), not the point estimate.
     """
     key = f"ndcg@{params.top_k}"
     cand = metrics["candidate"][key]
+    confidence = confidence or {}
     reasons, passed = [], True
     if metrics["candidate"]["users"] == 0:
         return False, ["no hold-out users for this date (no one with history was active on it): nothing to judge."], {}
+
+    def check(role: str, label: str, margin: float, strict: bool, rule: str) -> tuple[bool, float]:
+        """candidate − ``role`` (its lower bound, when there is an interval) against ``margin``."""
+        base = metrics[role][key]
+        bound = confidence.get(f"vs_{role}")
+        gain = bound["low"] if bound else cand - base
+        ok = gain > margin if strict else gain >= margin
+        floor = base + margin
+        said = (f"; the {bound['level']:.0%} interval of the difference is [{bound['low']:+.4f}, {bound['high']:+.4f}], "
+                f"its lower bound needs {'>' if strict else '>='} {margin:+.4f}" if bound else "")
+        reasons.append(f"{key} {cand:.4f} vs {label} {base:.4f}: needs {'>' if strict else '>='} {floor:.4f} "
+                       f"({rule}){said} — {'ok' if ok else 'FAILED'}.")
+        return ok, floor
+
     need = 0.0
     for baseline, lift, strict in (("popularity", params.min_lift_over_popularity, True),
                                    ("recent", params.min_lift_over_recent, False)):
-        base = metrics[baseline][key]
-        floor = base * (1 + lift)
-        ok = (cand > floor if strict else cand >= floor) if base > 0 else cand > 0
+        ok, floor = check(baseline, baseline, lift * metrics[baseline][key], strict, f"+{lift:.0%}")
         passed &= ok
         need = max(need, floor)
-        reasons.append(f"{key} {cand:.4f} vs {baseline} {base:.4f}: needs {'>' if strict else '>='} {floor:.4f} "
-                       f"(+{lift:.0%}) — {'ok' if ok else 'FAILED'}.")
     thresholds = {f"min_{key}": need}
     if "serving" in metrics:
         serving = metrics["serving"]
-        switch = serving["model"] != metrics["candidate"]["model"]
-        drop = 0.0 if switch and not params.allow_worse_family_switch else params.max_drop_vs_champion
-        floor = serving[key] * (1 - drop)
-        thresholds[f"min_{key}"] = max(need, floor)
-        ok = cand >= floor
+        switch = serving["model"] != metrics["candidate"]["model"] and not params.allow_worse_family_switch
+        drop = 0.0 if switch else params.max_drop_vs_champion
+        why = "; another model family, allow_worse_family_switch is off" if switch else ""
+        ok, floor = check("serving", f"serving {serving['model']}", -drop * serving[key], False, f"-{drop:.0%}{why}")
         passed &= ok
-        why = " (another model family; allow_worse_family_switch is off)" if switch and not params.allow_worse_family_switch else ""
-        reasons.append(f"{key} {cand:.4f} vs serving {serving['model']} {serving[key]:.4f}: needs >= {floor:.4f} "
-                       f"(-{drop:.0%}){why} — {'ok' if ok else 'FAILED'}.")
+        thresholds[f"min_{key}"] = max(need, floor)
     return passed, reasons, thresholds
