@@ -99,6 +99,10 @@ class RunParams:
                                      "paired-bootstrap interval of the candidate's NDCG@K gain (over users, 1,000 "
                                      "resamples) against popularity and the serving model; 0: the point estimate.",
                                      0, 0.999)
+    max_slice_drop: float = _param(0.2, "No slice of the hold-out (new/returning users, activity terciles, "
+                                   "head/torso/tail items, top categories; those of at least 50 users) may lose more "
+                                   "than this share (relative) of the serving model's NDCG@K; with confidence_level "
+                                   "> 0 only a loss the interval's upper bound confirms counts. 1: off.", 0, 1)
     allow_worse_family_switch: bool = _param(False, "Let a candidate of another model family than the serving "
                                              "model replace it with a lower NDCG@K (by at most "
                                              "max_drop_vs_champion); off: a family switch must not be worse.")

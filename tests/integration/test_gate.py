@@ -51,10 +51,30 @@ def test_a_weak_candidate_of_another_family_leaves_the_serving_model_serving(sho
     assert found["metrics"]["serving"]["model"] == "mf"
     assert found["metrics"]["candidate"]["ndcg@10"] < found["metrics"]["serving"]["ndcg@10"]
     assert out["evaluate"]["passed"] is False
+    assert set(found["confidence"]) == {"vs_serving", "vs_popularity"}
+    assert "serving" in found["slices"]["users:returning"]
     kept = decision.read(store, day)
     assert kept["publish"] == mf and kept["repeat_slots"] == found["metrics"]["serving"]["repeat_slots"]
     assert _personalized_models(store, day) == {(mf["name"], mf["version"])}  # neither two_tower nor popularity
     assert store.manifest(f"recommendations/dt={day}")["meta"]["model"] == mf
+
+
+def test_metrics_json_has_confidence_and_slices(shop):
+    store, day, _ = shop
+    found = decision.evaluation(store, day)  # the fixture's mf run: judged against popularity only
+    assert set(found["confidence"]) == {"vs_popularity"}
+    c = found["confidence"]["vs_popularity"]
+    m = found["metrics"]
+    assert c["low"] <= c["mean"] <= c["high"] and c["level"] == 0.9
+    assert c["mean"] == pytest.approx(m["candidate"]["ndcg@10"] - m["popularity"]["ndcg@10"])
+    slices = found["slices"]
+    users = m["candidate"]["users"]
+    # user slices split the hold-out's users; item slices and categories each hold some of them
+    assert slices["users:new"]["users"] + slices["users:returning"]["users"] == users
+    assert sum(slices[f"activity:{t}"]["users"] for t in ("low", "mid", "high")) == users
+    assert all(0 < slices[f"items:{b}"]["users"] <= users for b in ("head", "torso", "tail"))
+    assert [n for n in slices if n.startswith("category:")]
+    assert {"candidate", "popularity"} <= set(slices["users:returning"])
 
 
 def test_republish_publishes_what_served_whatever_the_model_param(shop):

@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from recpipe import reports, scoring
@@ -28,10 +29,20 @@ from recpipe.artifacts import decision as decisions, registry
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
 from recpipe.evaluation import evaluate as compute_metrics, paired_bootstrap, per_user
+from recpipe.evaluation.slices import BANDS, TERCILES, per_user_by_slice, popularity_bands, terciles
 from recpipe.io import layout
 from recpipe.io.partitions import Store
 
 log = logging.getLogger(__name__)
+
+#: bootstrap resamples of each interval
+RESAMPLES = 1000
+#: a hold-out user first seen this many days before D (or fewer) is "new"
+NEW_USER_DAYS = 7
+#: categories sliced: the most frequent among the hold-out's relevant items
+TOP_CATEGORIES = 5
+#: a slice with fewer users is reported but not guarded (max_slice_drop)
+MIN_SLICE_USERS = 50
 
 
 def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) -> dict[str, Any]:
@@ -57,14 +68,11 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     def judge(recs: pa.Table) -> dict[str, float]:
         return compute_metrics(holdout, recs.to_pandas(), k, n_items, col_user="user_idx", col_item="item_idx")
 
-    def each_user(recs: pa.Table) -> np.ndarray:  # NDCG@K per hold-out user, in user order
-        return per_user(holdout, recs.to_pandas(), k, col_user="user_idx", col_item="item_idx").to_numpy()
-
     fallback = registry.load(store, contenders["popularity"], dt)
     recent = scoring.top_k(registry.recent(store, dt, before_day=True, event_weights=params.event_weights),
                            users, n_items, k, exclude)
     metrics = {"recent": {**judge(recent), "model": "recent", "version": dt, "repeat_slots": 0}}
-    ndcgs = {}  # role → NDCG@K per user, as judged
+    lists = {"recent": recent.to_pandas()}  # role → its lists as judged (user_idx, item_idx, rank)
     for role, ref in contenders.items():
         blends = slot_choices(params, ref["name"])
         # an older serving model may predate some users: they get the fallback, as in publish
@@ -73,18 +81,67 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
         tried = {r: judge(scoring.blend(ranked, recent, r, k)) for r in blends}
         slots = max(blends, key=lambda r: (tried[r][f"ndcg@{k}"], -r))  # the best; ties: fewer repeat slots
         metrics[role] = {**tried[slots], "model": ref["name"], "version": ref["version"], "repeat_slots": slots}
-        ndcgs[role] = each_user(scoring.blend(ranked, recent, slots, k))
+        lists[role] = scoring.blend(ranked, recent, slots, k).select(["user_idx", "item_idx", "rank"]).to_pandas()
     for role, m in metrics.items():
         log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users (repeat slots %d)", role, m["model"],
                  m["version"], k, m[f"ndcg@{k}"], k, m[f"hit_rate@{k}"], len(users), m["repeat_slots"])
-    confidence = {f"vs_{role}": paired_bootstrap(ndcgs["candidate"], ndcgs[role], params.confidence_level,
-                                                 seed=params.seed)
+    cols = {"col_user": "user_idx", "col_item": "item_idx"}
+    ndcgs = {role: per_user(holdout, lists[role], k, **cols).to_numpy() for role in ("candidate", "serving", "popularity")
+             if role in lists}  # NDCG@K per hold-out user, in user order
+    confidence = {f"vs_{role}": interval(ndcgs["candidate"], ndcgs[role], params)
                   for role in ("serving", "popularity") if role in ndcgs and params.confidence_level > 0}
-    passed, reasons, thresholds = decide(metrics, params, confidence)
+    by_slice = per_user_by_slice(holdout, {r: lists[r] for r in ndcgs}, k, slice_masks(features, holdout), **cols)
+    sliced = {name: summarise(parts, params) for name, parts in by_slice.items()}
+    passed, reasons, thresholds = decide(metrics, params, confidence, sliced)
     decision = {"dt": dt, "k": k, "passed": passed, "reasons": reasons, "metrics": metrics,
-                "confidence": confidence, "thresholds": thresholds, "candidate": candidate, "serving": serving}
+                "confidence": confidence, "slices": sliced, "thresholds": thresholds, "candidate": candidate,
+                "serving": serving}
     reports.write_evaluation(store, decision, history(store, dt))
     return decision
+
+
+def interval(a: np.ndarray, b: np.ndarray, params: RunParams) -> dict[str, float]:
+    """The ``confidence_level`` paired-bootstrap interval of mean(a − b) over users (seeded by ``seed``)."""
+    return paired_bootstrap(a, b, params.confidence_level, resamples=RESAMPLES, seed=params.seed)
+
+
+def slice_masks(features: Features, holdout: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The slices of the hold-out (masks over its rows), by user and by relevant item:
+
+    - ``users:new`` (first seen in the :data:`NEW_USER_DAYS` days before D) / ``users:returning``;
+    - ``activity:low|mid|high``: terciles of the users' interactions before D;
+    - ``items:head|torso|tail``: the item's popularity band (``slices.popularity_bands``);
+    - ``category:<c>``: the :data:`TOP_CATEGORIES` categories most present among the relevant
+      items (none when the catalog has no categories).
+    """
+    users, items = holdout["user_idx"].to_numpy(), holdout["item_idx"].to_numpy()
+    first = features.store.read_table(layout.vocab("users"), "ids", columns=["first_dt"])["first_dt"]
+    first = first.to_numpy().astype("datetime64[D]")[users]
+    new = first >= np.datetime64(features.dt, "D") - np.timedelta64(NEW_USER_DAYS, "D")
+    masks = {"users:new": new, "users:returning": ~new}
+    past = np.bincount(features.table("interactions", columns=["user_idx"])["user_idx"].to_numpy(),
+                       minlength=features.meta["n_users"])
+    once, where = np.unique(users, return_inverse=True)
+    level = terciles(past[once])[where]
+    masks.update({f"activity:{t}": level == t for t in TERCILES})
+    catalog = features.table("items", columns=["popularity", "category"])
+    band = popularity_bands(catalog["popularity"].to_numpy())[items]
+    masks.update({f"items:{b}": band == b for b in BANDS})
+    category = catalog["category"].to_numpy(zero_copy_only=False)[items]
+    for c in pd.Series(category).dropna().value_counts().index[:TOP_CATEGORIES]:
+        masks[f"category:{c}"] = category == c
+    return masks
+
+
+def summarise(parts: dict[str, pd.DataFrame], params: RunParams) -> dict[str, Any]:
+    """One slice for metrics.json: its users, each contender's mean metrics, and (with a
+    serving model and ``confidence_level`` > 0) the interval of candidate − serving NDCG@K."""
+    out: dict[str, Any] = {"users": len(parts["candidate"])}
+    out.update({role: {m: float(v.mean()) if len(v) else 0.0 for m, v in df.items()} for role, df in parts.items()})
+    if "serving" in parts and params.confidence_level > 0:
+        key = f"ndcg@{params.top_k}"
+        out["vs_serving"] = interval(parts["candidate"][key].to_numpy(), parts["serving"][key].to_numpy(), params)
+    return out
 
 
 def slot_choices(params: RunParams, model: str) -> list[int]:
@@ -102,8 +159,8 @@ def history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
     return [store.get_json(layout.evaluation_report(d, "metrics.json")) for d in dates if d < dt][-days:]
 
 
-def decide(metrics: dict[str, dict[str, float]], params: RunParams,
-           confidence: dict[str, dict[str, float]] | None = None) -> tuple[bool, list[str], dict[str, float]]:
+def decide(metrics: dict[str, dict[str, float]], params: RunParams, confidence: dict[str, dict[str, float]] | None = None,
+           slices: dict[str, dict[str, Any]] | None = None) -> tuple[bool, list[str], dict[str, float]]:
     """The gate's rule; returns (passed, one sentence per check, the thresholds it applied).
 
     The candidate's NDCG@K must beat popularity's by ``min_lift_over_popularity`` and reach
@@ -114,6 +171,10 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams,
     ``confidence`` (``vs_popularity``, ``vs_serving``: :func:`paired_bootstrap` intervals of
     candidate − that contender): where given, the interval's lower bound must clear the
     threshold (gain > lift × popularity's; gain ≥ −drop × serving's), not the point estimate.
+
+    ``slices`` (:func:`summarise` per slice): no slice of at least :data:`MIN_SLICE_USERS`
+    users may lose more than ``max_slice_drop`` (relative) of the serving model's NDCG@K —
+    with an interval, only a loss its upper bound confirms counts (a slice is small and noisy).
     """
     key = f"ndcg@{params.top_k}"
     cand = metrics["candidate"][key]
@@ -150,4 +211,16 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams,
         ok, floor = check("serving", f"serving {serving['model']}", -drop * serving[key], False, f"-{drop:.0%}{why}")
         passed &= ok
         thresholds[f"min_{key}"] = max(need, floor)
+    guarded = {n: s for n, s in (slices or {}).items() if "serving" in s and s["users"] >= MIN_SLICE_USERS}
+    if guarded:
+        dropped = []
+        for name, s in guarded.items():
+            serve = s["serving"][key]
+            gain = s["vs_serving"]["high"] if "vs_serving" in s else s["candidate"][key] - serve
+            if gain < -params.max_slice_drop * serve:
+                dropped.append(f"{name} {s['candidate'][key]:.4f} vs {serve:.4f} ({s['users']} users)")
+        passed &= not dropped
+        reasons.append(f"slices ({len(guarded)} of >= {MIN_SLICE_USERS} users): none may lose more than "
+                       f"{params.max_slice_drop:.0%} of the serving {key}" +
+                       (f"; lost more: {', '.join(dropped)} — FAILED." if dropped else " — ok."))
     return passed, reasons, thresholds
