@@ -103,6 +103,9 @@ class RunParams:
                                    "head/torso/tail items, top categories; those of at least 50 users) may lose more "
                                    "than this share (relative) of the serving model's NDCG@K; with confidence_level "
                                    "> 0 only a loss the interval's upper bound confirms counts. 1: off.", 0, 1)
+    diversity: float = _param(0.0, "MMR re-ranking at publish (and as the gate judges): λ in [0, 1] trades the "
+                              "model's relevance for lists spanning more item categories; 0: off, the model's "
+                              "order.", 0, 1)
     allow_worse_family_switch: bool = _param(False, "Let a candidate of another model family than the serving "
                                              "model replace it with a lower NDCG@K (by at most "
                                              "max_drop_vs_champion); off: a family switch must not be worse.")

@@ -91,17 +91,18 @@ def _feedback_chart(truth: str, realised: list[dict[str, Any]]) -> str:
 
 
 def _bars(decision: dict[str, Any], names: list[str]) -> str:
-    """Grouped horizontal bars: one group per metric, one bar per contender."""
+    """Grouped horizontal bars: one group per metric (each on its own scale: accuracy, diversity,
+    novelty in bits…), one bar per contender; a contender without the metric has no bar."""
     roles = list(decision["metrics"])
-    top = max([decision["metrics"][r][n] for r in roles for n in names] + [1e-9])
     row_h, left, width = 12, 110, 360
     height = len(names) * (len(roles) * row_h + 10)
     parts, y = [], 0
     for n in names:
         parts.append(f"<text x=0 y={y + row_h * len(roles) / 2 + 4} font-size=12>{html.escape(n)}</text>")
+        top = max([decision["metrics"][r].get(n, 0.0) for r in roles] + [1e-9])
         for r in roles:
-            v = decision["metrics"][r][n]
-            w = width * v / top
+            v = decision["metrics"][r].get(n, 0.0)
+            w = width * max(v, 0.0) / top
             parts.append(f"<rect x={left} y={y} width={w:.1f} height={row_h - 2} fill='{COLORS.get(r, '#555')}'>"
                          f"<title>{html.escape(r)} {v:.4f}</title></rect>"
                          f"<text x={left + w + 4:.1f} y={y + row_h - 3} font-size=10>{v:.4f}</text>")

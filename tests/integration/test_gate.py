@@ -8,6 +8,8 @@ import pytest
 from recpipe import pipeline, sources
 from recpipe.artifacts import decision
 from recpipe.config import RunParams
+from recpipe.evaluation import BEYOND_ACCURACY
+from recpipe.evaluation.metrics import intra_list_diversity
 from recpipe.sources.synthetic import ShopSpec
 from recpipe.stages import publish
 from tests.conftest import copy_bucket
@@ -75,6 +77,25 @@ def test_metrics_json_has_confidence_and_slices(shop):
     assert all(0 < slices[f"items:{b}"]["users"] <= users for b in ("head", "torso", "tail"))
     assert [n for n in slices if n.startswith("category:")]
     assert {"candidate", "popularity"} <= set(slices["users:returning"])
+    for role in ("candidate", "popularity", "recent"):  # beyond accuracy, per contender
+        assert {f"{n}@10" for n in BEYOND_ACCURACY} <= set(m[role])
+    assert m["popularity"]["personalization@10"] < m["candidate"]["personalization@10"]  # one list for all vs. own
+    page = store.get_bytes(f"reports/evaluation/dt={day}/index.html").decode()
+    assert "intra_list_diversity@10" in page and "personalization@10" in page
+
+
+def test_diversity_rerank_at_publish_spans_more_categories(shop):
+    store, day, first = shop
+    items = store.read_table(f"features/dt={day}", "items", columns=["item_id", "category"])
+
+    def diversity_of_table() -> float:
+        table = publish.read(store, day)
+        return intra_list_diversity(table, items, 10)
+
+    plain = diversity_of_table()
+    pipeline.publish(store, day, RunParams(diversity=0.7))
+    assert diversity_of_table() > plain
+    assert _personalized_models(store, day) == {(first["publish"]["name"], first["publish"]["version"])}
 
 
 def test_republish_publishes_what_served_whatever_the_model_param(shop):

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from recpipe import reports, scoring
+from recpipe import reports, reranking, scoring
 from recpipe.artifacts import decision as decisions, registry
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
-from recpipe.evaluation import evaluate as compute_metrics, paired_bootstrap, per_user
+from recpipe.evaluation import beyond_accuracy, evaluate as compute_metrics, paired_bootstrap, per_user
 from recpipe.evaluation.slices import BANDS, TERCILES, per_user_by_slice, popularity_bands, terciles
 from recpipe.io import layout
 from recpipe.io.partitions import Store
@@ -41,6 +41,8 @@ RESAMPLES = 1000
 NEW_USER_DAYS = 7
 #: categories sliced: the most frequent among the hold-out's relevant items
 TOP_CATEGORIES = 5
+#: user pairs drawn for personalisation (all pairs when there are fewer)
+PERSONALIZATION_PAIRS = 10_000
 #: a slice with fewer users is reported but not guarded (max_slice_drop)
 MIN_SLICE_USERS = 50
 
@@ -51,7 +53,10 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     The baselines are popularity and ``recent`` (each user's recently touched items). The
     candidate and the serving model are judged as they would publish: their lists with the first
     ``repeat_slots`` taken by the user's recent items, that number chosen here, per
-    contender, as the one (0..K) with the best NDCG@K (param ``repeat_slots`` ≥ 0 fixes it).
+    contender, as the one (0..K) with the best NDCG@K (param ``repeat_slots`` ≥ 0 fixes it),
+    and re-ranked for ``diversity`` as publish does. The report (``metrics.json``) adds, per
+    contender, the beyond-accuracy metrics; ``confidence``: the bootstrap intervals of the
+    candidate's NDCG@K gain; ``slices``: :func:`slice_masks`, summarised by :func:`summarise`.
     """
     features = Features(store, dt)
     holdout = features.holdout().to_pandas()
@@ -68,6 +73,7 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     def judge(recs: pa.Table) -> dict[str, float]:
         return compute_metrics(holdout, recs.to_pandas(), k, n_items, col_user="user_idx", col_item="item_idx")
 
+    catalog = features.table("items", columns=["popularity", "category"])
     fallback = registry.load(store, contenders["popularity"], dt)
     recent = scoring.top_k(registry.recent(store, dt, before_day=True, event_weights=params.event_weights),
                            users, n_items, k, exclude)
@@ -76,12 +82,20 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
     for role, ref in contenders.items():
         blends = slot_choices(params, ref["name"])
         # an older serving model may predate some users: they get the fallback, as in publish
+        lam = 0.0 if role == "popularity" else params.diversity  # re-ranked for diversity as publish would
         ranked = pa.concat_tables(scoring.top_k_with_fallback(registry.load(store, ref, dt), fallback, users, n_items,
-                                                              k + max(blends), exclude))
+                                                              reranking.depth(k + max(blends), lam), exclude))
+        ranked = reranking.rerank([ranked], catalog["category"], k + max(blends), lam)[0]
         tried = {r: judge(scoring.blend(ranked, recent, r, k)) for r in blends}
         slots = max(blends, key=lambda r: (tried[r][f"ndcg@{k}"], -r))  # the best; ties: fewer repeat slots
         metrics[role] = {**tried[slots], "model": ref["name"], "version": ref["version"], "repeat_slots": slots}
         lists[role] = scoring.blend(ranked, recent, slots, k).select(["user_idx", "item_idx", "rank"]).to_pandas()
+    popularity = pd.DataFrame({"item_idx": np.arange(n_items), "count": catalog["popularity"].to_numpy()})
+    categories = (pd.DataFrame({"item_idx": np.arange(n_items), "category": catalog["category"].to_pandas()})
+                  if catalog["category"].null_count < n_items else None)
+    for role, recs in lists.items():  # diversity, novelty, coverage, personalisation (intra-list: by category)
+        metrics[role].update(beyond_accuracy(recs, k, n_items, popularity, categories, col_user="user_idx",
+                                             col_item="item_idx", max_pairs=PERSONALIZATION_PAIRS))
     for role, m in metrics.items():
         log.info("%s %s@%s: ndcg@%d=%.4f hit_rate@%d=%.4f over %d users (repeat slots %d)", role, m["model"],
                  m["version"], k, m[f"ndcg@{k}"], k, m[f"hit_rate@{k}"], len(users), m["repeat_slots"])
@@ -90,7 +104,7 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
              if role in lists}  # NDCG@K per hold-out user, in user order
     confidence = {f"vs_{role}": interval(ndcgs["candidate"], ndcgs[role], params)
                   for role in ("serving", "popularity") if role in ndcgs and params.confidence_level > 0}
-    by_slice = per_user_by_slice(holdout, {r: lists[r] for r in ndcgs}, k, slice_masks(features, holdout), **cols)
+    by_slice = per_user_by_slice(holdout, {r: lists[r] for r in ndcgs}, k, slice_masks(features, holdout, catalog), **cols)
     sliced = {name: summarise(parts, params) for name, parts in by_slice.items()}
     passed, reasons, thresholds = decide(metrics, params, confidence, sliced)
     decision = {"dt": dt, "k": k, "passed": passed, "reasons": reasons, "metrics": metrics,
@@ -105,7 +119,7 @@ def interval(a: np.ndarray, b: np.ndarray, params: RunParams) -> dict[str, float
     return paired_bootstrap(a, b, params.confidence_level, resamples=RESAMPLES, seed=params.seed)
 
 
-def slice_masks(features: Features, holdout: pd.DataFrame) -> dict[str, np.ndarray]:
+def slice_masks(features: Features, holdout: pd.DataFrame, catalog: pa.Table) -> dict[str, np.ndarray]:
     """The slices of the hold-out (masks over its rows), by user and by relevant item:
 
     - ``users:new`` (first seen in the :data:`NEW_USER_DAYS` days before D) / ``users:returning``;
@@ -113,6 +127,8 @@ def slice_masks(features: Features, holdout: pd.DataFrame) -> dict[str, np.ndarr
     - ``items:head|torso|tail``: the item's popularity band (``slices.popularity_bands``);
     - ``category:<c>``: the :data:`TOP_CATEGORIES` categories most present among the relevant
       items (none when the catalog has no categories).
+
+    ``catalog``: the features' items table (popularity, category), one row per item index.
     """
     users, items = holdout["user_idx"].to_numpy(), holdout["item_idx"].to_numpy()
     first = features.store.read_table(layout.vocab("users"), "ids", columns=["first_dt"])["first_dt"]
@@ -124,7 +140,6 @@ def slice_masks(features: Features, holdout: pd.DataFrame) -> dict[str, np.ndarr
     once, where = np.unique(users, return_inverse=True)
     level = terciles(past[once])[where]
     masks.update({f"activity:{t}": level == t for t in TERCILES})
-    catalog = features.table("items", columns=["popularity", "category"])
     band = popularity_bands(catalog["popularity"].to_numpy())[items]
     masks.update({f"items:{b}": band == b for b in BANDS})
     category = catalog["category"].to_numpy(zero_copy_only=False)[items]
