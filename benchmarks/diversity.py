@@ -7,7 +7,8 @@ day's features, trains ``--model`` once, then runs the evaluate stage on that ca
 each ``--lambdas`` value of the ``diversity`` param (MMR re-ranking over item categories, as
 publish applies it). JSON per λ: the candidate's NDCG@K and hit rate@K, intra-list diversity,
 catalog and distributional coverage, Gini, novelty, personalisation, and the evaluation's
-wall time (all contenders: candidate, popularity, recent).
+wall time (all contenders: candidate, popularity, recent). ``--repeat-slots`` 0 (default)
+judges the model's own lists, where the re-ranking acts.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def main() -> None:
     p.add_argument("--days", type=int, default=8)
     p.add_argument("--lambdas", default="0,0.1,0.3,0.5,0.8")
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--repeat-slots", type=int, default=0,
+                   help="the repeat_slots param (default 0: the model's own lists; -1 lets the gate choose, and on "
+                        "the synthetic shop it gives every slot to the recent items, leaving MMR nothing to do)")
     p.add_argument("--out", help="write the JSON here as well")
     args = p.parse_args()
-    params = RunParams(model=args.model, top_k=args.top_k, confidence_level=0)
+    params = RunParams(model=args.model, top_k=args.top_k, repeat_slots=args.repeat_slots, confidence_level=0)
     rows = []
     with temporary_store() as store:
         dates = sources.seed(store, ShopSpec(users=args.users, items=args.items, days=args.days))

@@ -92,7 +92,7 @@ def _feedback_chart(truth: str, realised: list[dict[str, Any]]) -> str:
 
 def _bars(decision: dict[str, Any], names: list[str]) -> str:
     """Grouped horizontal bars: one group per metric (each on its own scale: accuracy, diversity,
-    novelty in bits…), one bar per contender; a contender without the metric has no bar."""
+    novelty in bits…), one bar per contender (0 without the metric)."""
     roles = list(decision["metrics"])
     row_h, left, width = 12, 110, 360
     height = len(names) * (len(roles) * row_h + 10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pyarrow.compute as pc
 import pytest
 
@@ -96,6 +98,13 @@ def test_diversity_rerank_at_publish_spans_more_categories(shop):
     pipeline.publish(store, day, RunParams(diversity=0.7))
     assert diversity_of_table() > plain
     assert _personalized_models(store, day) == {(first["publish"]["name"], first["publish"]["version"])}
+
+
+def test_the_serving_model_of_a_date_ignores_later_tables(shop):
+    store, day, first = shop
+    before = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    assert decision.serving(store, day) == {"dt": day, "publish": first["publish"], "repeat_slots": first["repeat_slots"]}
+    assert decision.serving(store, before) is None  # a backfill of the day before sees no table yet
 
 
 def test_republish_publishes_what_served_whatever_the_model_param(shop):

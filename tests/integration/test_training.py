@@ -149,7 +149,7 @@ def test_a_serving_model_older_than_some_users_is_judged_with_the_fallback_for_t
     holdout = store.read_table(f"features/dt={d4}", "holdout")["user_idx"].to_numpy()
     assert not old.knows(holdout).all()  # the case this test is about
     assert decision["serving"] == served
-    # the champion's NDCG, recomputed: its own lists for the users it knows, popularity's for the
+    # the serving model's NDCG, recomputed: its own lists for the users it knows, popularity's for the
     # others, the first `repeat_slots` (as the gate chose them) given to each user's recent items
     features = Features(store, d4)
     users = np.unique(holdout)
