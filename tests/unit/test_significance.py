@@ -57,3 +57,18 @@ def test_per_user_ndcg_averages_to_ndcg_and_names_users():
     assert list(values.index) == [1, 2, 3]  # user 3 has no list: 0; user 9 has no truth: left out
     np.testing.assert_allclose(values.to_numpy(), [1 / ideal2, (1 / np.log2(3)) / 1, 0.0])
     assert values.mean() == pytest.approx(evaluate(truth, recs, 2, **cols)["ndcg@2"])
+
+
+def test_many_users_are_resampled_in_random_blocks_with_the_same_spread(monkeypatch):
+    monkeypatch.setattr("recpipe.evaluation.significance.MAX_UNITS", 500)  # blocks of ~8 users
+    rng = np.random.default_rng(4)
+    n, sigma = 4000, 0.3
+    d = rng.normal(0.01, sigma, n)
+    out = paired_bootstrap(d, np.zeros(n), level=0.9, resamples=2000, seed=6)
+    half = 1.6449 * d.std() / np.sqrt(n)
+    assert out["users"] == n and out["mean"] == pytest.approx(d.mean())
+    assert out["low"] == pytest.approx(d.mean() - half, abs=0.15 * half)
+    assert out["high"] == pytest.approx(d.mean() + half, abs=0.15 * half)
+    b = rng.random(n)
+    shifted = paired_bootstrap(b + 0.125, b)
+    assert shifted["low"] == pytest.approx(0.125) and shifted["high"] == pytest.approx(0.125)

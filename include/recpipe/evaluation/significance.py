@@ -5,6 +5,11 @@ arrays: the same users in the same order, e.g. two :func:`recpipe.evaluation.per
 Series over the same hold-out). It resamples the users with replacement ``resamples`` times
 (seeded) and returns the percentile interval of the mean difference a − b at ``level``
 (two-sided: the (1 − level)/2 and (1 + level)/2 quantiles of the resampled means).
+
+Above :data:`MAX_UNITS` users, the users are dealt at random into that many blocks of
+(nearly) equal size and the blocks are resampled (the mean: Σ block sums / Σ block sizes):
+a random partition leaves the blocks i.i.d., so the interval estimates the same sampling
+spread at a cost of O(users + MAX_UNITS × resamples) instead of O(users × resamples).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import numpy as np
 
 from recpipe.errors import DataError
 
-#: resampled users gathered at once (bounds the memory: 8 bytes each)
+#: resampled units gathered at once (bounds the memory: 8 bytes each)
 CHUNK_CELLS = 1 << 22
+#: most units resampled: more users than this are resampled in random blocks
+MAX_UNITS = 20_000
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = 0.9, resamples: int = 1000,
@@ -31,10 +38,16 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = 0.9, resamples
     if n == 0:
         return {"mean": 0.0, "low": 0.0, "high": 0.0, **out}
     rng = np.random.default_rng(seed)
+    sums, sizes = d, np.ones(n)
+    if n > MAX_UNITS:
+        block = rng.permutation(n) % MAX_UNITS
+        sums, sizes = np.bincount(block, d, MAX_UNITS), np.bincount(block, minlength=MAX_UNITS).astype(float)
+    units = len(sums)
     means = np.empty(resamples)
-    step = max(1, CHUNK_CELLS // n)
+    step = max(1, CHUNK_CELLS // units)
     for start in range(0, resamples, step):
         m = min(step, resamples - start)
-        means[start:start + m] = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
+        pick = rng.integers(0, units, size=(m, units))
+        means[start:start + m] = sums[pick].sum(axis=1) / sizes[pick].sum(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return {"mean": float(d.mean()), "low": float(low), "high": float(high), **out}

@@ -83,4 +83,5 @@ def rejection(store: Store, dt: str) -> str | None:
     return (f"The candidate for {dt} was rejected by the gate: {'; '.join(outcome['reasons'])}. "
             f"{layout.partition(layout.RECOMMENDATIONS, dt)} was published with {ref['name']} {ref['version']} "
             f"instead. Read s3://{store.bucket}/{layout.evaluation_report(dt)}; to ship a candidate anyway, "
-            "re-run with looser gate params (min_lift_over_popularity, max_drop_vs_champion, allow_worse_family_switch).")
+            "re-run with looser gate params (min_lift_over_popularity, max_drop_vs_champion, "
+            "allow_worse_family_switch, confidence_level, max_slice_drop).")
