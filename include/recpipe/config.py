@@ -94,7 +94,21 @@ class RunParams:
     min_lift_over_recent: float = _param(0.0, "Candidate NDCG@K must reach the recent heuristic's (each user's "
                                          "recently touched items) times 1 + this.", 0, 10)
     max_drop_vs_champion: float = _param(0.02, "Candidate NDCG@K may be at most this much (relative) below the "
-                                         "champion.", 0, 1)
+                                         "serving model's (the one that published the latest table).", 0, 1)
+    confidence_level: float = _param(0.9, "The gate's thresholds apply to the lower bound of this two-sided "
+                                     "paired-bootstrap interval of the candidate's NDCG@K gain (over users, 1,000 "
+                                     "resamples) against popularity and the serving model; 0: the point estimate.",
+                                     0, 0.999)
+    max_slice_drop: float = _param(0.2, "No slice of the hold-out (new/returning users, activity terciles, "
+                                   "head/torso/tail items, top categories; those of at least 50 users) may lose more "
+                                   "than this share (relative) of the serving model's NDCG@K; with confidence_level "
+                                   "> 0 only a loss the interval's upper bound confirms counts. 1: off.", 0, 1)
+    diversity: float = _param(0.0, "MMR re-ranking at publish (and as the gate judges): λ in [0, 1] trades the "
+                              "model's relevance for lists spanning more item categories; 0: off, the model's "
+                              "order.", 0, 1)
+    allow_worse_family_switch: bool = _param(False, "Let a candidate of another model family than the serving "
+                                             "model replace it with a lower NDCG@K (by at most "
+                                             "max_drop_vs_champion); off: a family switch must not be worse.")
     exclude_purchased: bool = _param(True, "Never recommend what the user already bought.")
     warm_start: bool = _param(False, "Continual training: start from the previous champion's weights, grown for "
                               "new users and items.")

@@ -78,9 +78,11 @@ def _gx_table(name: str, result: dict) -> str:
             f"<th>result</th><th>observed</th></tr>{''.join(rows)}</table>")
 
 
-COLORS = {"candidate": "#2a7", "champion": "#27c", "popularity": "#999", "recent": "#c80", "threshold": "#c33",
+COLORS = {"candidate": "#2a7", "serving": "#27c", "popularity": "#999", "recent": "#c80", "threshold": "#c33",
           "all": "#000", "personalized": "#2a7", "repeat": "#c80", "fallback": "#999",
           "drift": "#27c", "warn": "#c80", "fail": "#c33"}
+
+OLD_ROLES = {"serving": "champion"}
 
 
 def write_evaluation(store: Store, decision: dict[str, Any], history: list[dict[str, Any]]) -> str:
@@ -126,17 +128,18 @@ def _feedback_chart(truth: str, realised: list[dict[str, Any]]) -> str:
 
 
 def _bars(decision: dict[str, Any], names: list[str]) -> str:
-    """Grouped horizontal bars: one group per metric, one bar per contender."""
+    """Grouped horizontal bars: one group per metric (each on its own scale: accuracy, diversity,
+    novelty in bits…), one bar per contender (0 without the metric)."""
     roles = list(decision["metrics"])
-    top = max([decision["metrics"][r][n] for r in roles for n in names] + [1e-9])
     row_h, left, width = 12, 110, 360
     height = len(names) * (len(roles) * row_h + 10)
     parts, y = [], 0
     for n in names:
         parts.append(f"<text x=0 y={y + row_h * len(roles) / 2 + 4} font-size=12>{html.escape(n)}</text>")
+        top = max([decision["metrics"][r].get(n, 0.0) for r in roles] + [1e-9])
         for r in roles:
-            v = decision["metrics"][r][n]
-            w = width * v / top
+            v = decision["metrics"][r].get(n, 0.0)
+            w = width * max(v, 0.0) / top
             parts.append(f"<rect x={left} y={y} width={w:.1f} height={row_h - 2} fill='{COLORS.get(r, '#555')}'>"
                          f"<title>{html.escape(r)} {v:.4f}</title></rect>"
                          f"<text x={left + w + 4:.1f} y={y + row_h - 3} font-size=10>{v:.4f}</text>")
@@ -146,10 +149,12 @@ def _bars(decision: dict[str, Any], names: list[str]) -> str:
 
 
 def _history_chart(name: str, runs: list[dict[str, Any]], gated: bool,
-                   roles: tuple[str, ...] = ("candidate", "champion", "popularity", "recent"), title: str = "") -> str:
-    """One metric over dates: a line per role, plus the gate's bar when the metric is gated."""
+                   roles: tuple[str, ...] = ("candidate", "serving", "popularity", "recent"), title: str = "") -> str:
+    """One metric over dates: a line per role, plus the gate's bar when the metric is gated.
+    (Reports written before the serving model was judged across families call it ``champion``.)"""
     w, h, pad = 320, 150, 30
-    series = {r: [run["metrics"].get(r, {}).get(name) for run in runs] for r in roles}
+    series = {r: [(run["metrics"].get(r) or run["metrics"].get(OLD_ROLES.get(r), {})).get(name) for run in runs]
+              for r in roles}
     if gated:
         series["threshold"] = [run.get("thresholds", {}).get("min_" + name) for run in runs]
     values = [v for s in series.values() for v in s if v is not None] or [0.0]

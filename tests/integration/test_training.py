@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from recpipe import pipeline, scoring, sources
-from recpipe.artifacts import registry
+from recpipe.artifacts import decision as decision_, registry
 from recpipe.stages import train
 from recpipe.artifacts.features import Features
 from recpipe.models import model_class
@@ -130,33 +130,36 @@ def test_corrupt_features_and_models_are_reported_then_rebuilt(shop):
     assert registry.load(store, pipeline.train(store, day3, params)).score(np.arange(3), 5).shape == (3, 5)
 
 
-def test_a_champion_older_than_some_users_is_judged_with_the_fallback_for_them(store):
-    """Day 3's candidate was rejected, so day 4 still compares against day 2's champion,
-    which has never seen the users who arrived on day 3."""
+def test_a_serving_model_older_than_some_users_is_judged_with_the_fallback_for_them(store):
+    """Day 2's table is the latest before day 4 (day 3 published none), so day 4 compares
+    against the model that published it, which has never seen the users who arrived on day 3."""
     d1, d2, d3, d4 = sources.seed(store, SPEC)
     params = RunParams(model="mf", epochs=1)
     for dt in (d1, d2, d3, d4):
         pipeline.validate(store, dt, params)
     pipeline.features(store, d2, params)
-    registry.promote(store, pipeline.train(store, d2, params), d2, "test")
+    served = pipeline.train(store, d2, params)
+    registry.promote(store, served, d2, "test")
+    decision_.write(store, d2, True, ["test"], served, 0)
+    pipeline.publish(store, d2, params)
     pipeline.features(store, d4, params)
     pipeline.train(store, d4, params)
     decision = pipeline.evaluate(store, d4, params)
     old = registry.load(store, registry.champion(store, "mf"))
     holdout = store.read_table(f"features/dt={d4}", "holdout")["user_idx"].to_numpy()
     assert not old.knows(holdout).all()  # the case this test is about
-    assert decision["champion"]["version"].startswith(d2)
-    # the champion's NDCG, recomputed: its own lists for the users it knows, popularity's for the
+    assert decision["serving"] == served
+    # the serving model's NDCG, recomputed: its own lists for the users it knows, popularity's for the
     # others, the first `repeat_slots` (as the gate chose them) given to each user's recent items
     features = Features(store, d4)
     users = np.unique(holdout)
     known = old.knows(users)
     fallback = registry.load(store, registry.popularity_ref(d4), d4)
     exclude = features.exclusions(before_day=True)
-    slots = decision["metrics"]["champion"]["repeat_slots"]
+    slots = decision["metrics"]["serving"]["repeat_slots"]
     recent = registry.recent(store, d4, before_day=True, event_weights=params.event_weights)
     primary = pa.concat_tables([scoring.top_k(old, users[known], features.n_items, 10 + slots, exclude),
                                 scoring.top_k(fallback, users[~known], features.n_items, 10 + slots, exclude)])
     recs = scoring.blend(primary, scoring.top_k(recent, users, features.n_items, 10, exclude), slots, 10)
     expected = evaluate(features.holdout(), recs, 10, col_user="user_idx", col_item="item_idx")["ndcg@10"]
-    assert decision["metrics"]["champion"]["ndcg@10"] == pytest.approx(expected)
+    assert decision["metrics"]["serving"]["ndcg@10"] == pytest.approx(expected)

@@ -4,6 +4,9 @@
 ``reports/evaluation/dt=D/decision.json`` (written by promote or republish):
 ``{"dt", "passed": true | false | null, "reasons": [...], "publish": <model ref>,
 "repeat_slots": n}`` (the first n slots of each list are the user's recent items).
+
+:func:`serving` answers which model serves on a date: the one whose table
+(``recommendations/dt=…``, committed) is the latest on or before it, whatever its family.
 """
 
 from __future__ import annotations
@@ -29,3 +32,17 @@ def write(store: Store, dt: str, passed: bool | None, reasons: list[str], publis
 def read(store: Store, dt: str) -> dict[str, Any]:
     return store.get_json(layout.evaluation_report(dt, "decision.json"))
 
+
+
+def serving(store: Store, on_or_before: str) -> dict[str, Any] | None:
+    """What served on ``on_or_before``: ``{"dt", "publish": <model ref>, "repeat_slots"}`` of the
+    latest committed table on or before that date (any model family); None before the first.
+
+    Read from the table's own commit, so a refused or never-run publish does not count, and a
+    backfill of an old date sees the table of that time, not a newer one.
+    """
+    dates = [d for d in store.committed_dates(layout.RECOMMENDATIONS) if d <= on_or_before]
+    if not dates:
+        return None
+    meta = store.manifest(layout.partition(layout.RECOMMENDATIONS, dates[-1]))["meta"]
+    return {"dt": dates[-1], "publish": meta["model"], "repeat_slots": meta.get("repeat_slots", 0)}

@@ -20,12 +20,25 @@ are excluded, and a relevant user with no recommendation scores 0. With ``rel`` 
 
 - coverage(recs, n_items, k): share of the ``n_items`` catalog recommended to anyone;
 - novelty(recs, popularity, k): mean self-information −log2(count_i / Σ count) of the
-  recommended items, per user then over users; an item counted 0 (or absent) counts as 1.
+  recommended items, per user then over users; an item counted 0 (or absent) counts as 1;
+- distributional_coverage(recs, k): Shannon entropy (bits) of how often each item is
+  recommended (log2 of the number of items when all are recommended equally often);
+- gini(recs, n_items, k): Gini index of those counts over the whole catalog (0: every item
+  equally often, → 1: everyone gets the same few items);
+- intra_list_diversity(recs, categories, k): per user, the share of pairs of their top-k in
+  different categories (``categories``: item_id, category; a missing one differs from all),
+  averaged over users with two items or more;
+- personalization(recs, k): 1 − mean Jaccard similarity of two users' top-k sets, over all
+  pairs, or ``max_pairs`` pairs drawn (seeded) when there are more.
+
+:data:`BEYOND_ACCURACY` names these; :func:`beyond_accuracy` computes each whose tables are given.
 
 **Pointwise** — ``auc(labels, scores, users=None) -> float``: ROC AUC, ties count 1/2;
 with ``users``, the mean of per-user AUCs over users having a positive and a negative.
 
-``evaluate(truth, recs, k)`` returns the ranking metrics as ``{"ndcg@10": ..., "users": n}``.
+``evaluate(truth, recs, k)`` returns the ranking metrics as ``{"ndcg@10": ..., "users": n}``;
+``per_user(truth, recs, k, "ndcg")`` one metric per evaluated user (a Series by user id, for
+paired tests: ``recpipe.evaluation.significance``; :data:`PER_USER` lists those metrics).
 
 Tables whose columns have other names say so, as in Microsoft Recommenders:
 ``evaluate(truth, recs, 10, col_user="user_idx", col_item="item_idx")``. Every function
@@ -54,7 +67,7 @@ POPULARITY = ("item_id", "count")
 @dataclass(frozen=True)
 class Hits:
     """Per evaluated user, aligned (n_users,) arrays: #relevant, #hits in the top k, DCG,
-    rank of the first hit (inf without one), Σ precision@rank over the hits."""
+    rank of the first hit (inf without one), Σ precision@rank over the hits; ``users``: their ids."""
 
     k: int
     n_relevant: np.ndarray
@@ -62,6 +75,7 @@ class Hits:
     dcg: np.ndarray
     first_rank: np.ndarray
     sum_precision: np.ndarray
+    users: np.ndarray | None = None
 
 
 def table(df: pd.DataFrame | pa.Table, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -75,20 +89,25 @@ def table(df: pd.DataFrame | pa.Table, name: str, columns: tuple[str, ...]) -> p
     return df[list(columns)]
 
 
+CATEGORIES = ("item_id", "category")
+
 #: table argument → (what it is called in errors, its canonical columns)
-TABLE_ARGS = {"truth": ("truth", TRUTH), "recs": ("recommendations", RECS), "popularity": ("popularity", POPULARITY)}
+TABLE_ARGS = {"truth": ("truth", TRUTH), "recs": ("recommendations", RECS), "popularity": ("popularity", POPULARITY),
+              "categories": ("categories", CATEGORIES)}
 
 
 def with_columns(fn: Callable) -> Callable:
-    """Give ``fn`` the keyword arguments ``col_user``, ``col_item``, ``col_rank``, ``col_count``:
-    its table arguments (``truth``, ``recs``, ``popularity``) are checked for those columns and
-    renamed to the canonical ``user_id``, ``item_id``, ``rank``, ``count`` before the call."""
+    """Give ``fn`` the keyword arguments ``col_user``, ``col_item``, ``col_rank``, ``col_count``,
+    ``col_category``: its table arguments (``truth``, ``recs``, ``popularity``, ``categories``)
+    are checked for those columns and renamed to the canonical ``user_id``, ``item_id``,
+    ``rank``, ``count``, ``category`` before the call."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, col_user: str = "user_id", col_item: str = "item_id", col_rank: str = "rank",
-                col_count: str = "count", **kwargs):
-        given = {"user_id": col_user, "item_id": col_item, "rank": col_rank, "count": col_count}
+                col_count: str = "count", col_category: str = "category", **kwargs):
+        given = {"user_id": col_user, "item_id": col_item, "rank": col_rank, "count": col_count,
+                 "category": col_category}
         canonical = {v: k for k, v in given.items()}
         bound = signature.bind(*args, **kwargs)
         for arg, (label, columns) in TABLE_ARGS.items():
@@ -138,6 +157,7 @@ def rank_hits(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: 
         dcg=per_user["dcg"].fillna(0.0).to_numpy(),
         first_rank=per_user["first_rank"].fillna(np.inf).to_numpy(dtype=float),
         sum_precision=per_user["sum_precision"].fillna(0.0).to_numpy(),
+        users=n_rel.index.to_numpy(),
     )
 
 
@@ -154,16 +174,24 @@ def recall(h: Hits) -> float:
 
 
 def hit_rate(h: Hits) -> float:
-    return _mean(h.n_hits > 0)
+    return _mean(hit_rate_per_user(h))
 
 
 def mrr(h: Hits) -> float:
     return _mean(1.0 / h.first_rank)
 
 
-def ndcg(h: Hits) -> float:
+def ndcg_per_user(h: Hits) -> np.ndarray:
     ideal = np.cumsum(1.0 / np.log2(np.arange(2, h.k + 2)))  # ideal[i-1] = IDCG with i relevant
-    return _mean(h.dcg / ideal[np.minimum(h.n_relevant, h.k) - 1])
+    return h.dcg / ideal[np.minimum(h.n_relevant, h.k) - 1]
+
+
+def hit_rate_per_user(h: Hits) -> np.ndarray:
+    return (h.n_hits > 0).astype(float)
+
+
+def ndcg(h: Hits) -> float:
+    return _mean(ndcg_per_user(h))
 
 
 def map_at_k(h: Hits) -> float:
@@ -178,6 +206,19 @@ METRICS: dict[str, Callable[[Hits], float]] = {
     "hit_rate": hit_rate,
     "mrr": mrr,
 }
+
+#: metrics with a value per user (their mean is the metric of :data:`METRICS`)
+PER_USER: dict[str, Callable[[Hits], np.ndarray]] = {"ndcg": ndcg_per_user, "hit_rate": hit_rate_per_user}
+
+
+@with_columns
+def per_user(truth: pd.DataFrame | pa.Table, recs: pd.DataFrame | pa.Table, k: int, metric: str = "ndcg") -> pd.Series:
+    """``metric``@k of each user with a relevant item, indexed by user id (ascending)."""
+    if metric not in PER_USER:
+        raise DataError(f"no per-user metric {metric!r}: choose one of {', '.join(PER_USER)}.")
+    _check_k(k)
+    h = rank_hits(truth, recs, k)
+    return pd.Series(PER_USER[metric](h), index=h.users, name=f"{metric}@{k}")
 
 
 @with_columns
@@ -198,6 +239,90 @@ def novelty(recs: pd.DataFrame | pa.Table, popularity: pd.DataFrame | pa.Table, 
     seen = best["item_id"].map(counts).fillna(0).to_numpy(dtype=float)
     info = pd.Series(-np.log2(np.maximum(seen, 1.0) / max(total, 1.0)), index=best.index)
     return float(info.groupby(best["user_id"]).mean().mean())
+
+
+@with_columns
+def distributional_coverage(recs: pd.DataFrame | pa.Table, k: int) -> float:
+    """Entropy (bits) of the items' shares of all top-k recommendations."""
+    counts = top(recs, k)["item_id"].value_counts().to_numpy(dtype=float)
+    p = counts / counts.sum() if len(counts) else counts
+    return float(-(p * np.log2(p)).sum())
+
+
+@with_columns
+def gini(recs: pd.DataFrame | pa.Table, n_items: int, k: int) -> float:
+    """Gini index of how often each of the ``n_items`` is in someone's top-k (unrecommended: 0)."""
+    counts = top(recs, k)["item_id"].value_counts().to_numpy(dtype=float)
+    if n_items < 1 or counts.sum() == 0:
+        return 0.0
+    x = np.sort(np.concatenate([np.zeros(max(n_items - len(counts), 0)), counts]))
+    n = len(x)
+    return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
+
+
+@with_columns
+def intra_list_diversity(recs: pd.DataFrame | pa.Table, categories: pd.DataFrame | pa.Table, k: int) -> float:
+    """Mean over users (with 2+ items) of the share of their top-k pairs in different categories."""
+    best = top(recs, k)
+    labels = categories.drop_duplicates("item_id").set_index("item_id")["category"]
+    cat = best["item_id"].map(labels)
+    cat = cat.where(cat.notna(), "\0missing:" + best["item_id"].astype(str))  # a missing category matches none
+    n = best.groupby("user_id").size()
+    same = pd.DataFrame({"u": best["user_id"], "c": cat}).groupby(["u", "c"]).size()
+    same = (same * (same - 1) / 2).groupby(level=0).sum()
+    pairs = n * (n - 1) / 2
+    keep = pairs > 0
+    return float((1 - same[keep.index[keep]] / pairs[keep]).mean()) if keep.any() else 0.0
+
+
+@with_columns
+def personalization(recs: pd.DataFrame | pa.Table, k: int, max_pairs: int = 10_000, seed: int = 0) -> float:
+    """1 − mean Jaccard(top-k of u, top-k of v) over user pairs (all, or ``max_pairs`` drawn)."""
+    best = top(recs, k)[["user_id", "item_id"]]
+    users = best["user_id"].unique()
+    n = len(users)
+    if n < 2:
+        return 0.0
+    if n * (n - 1) // 2 <= max_pairs:
+        a, b = np.triu_indices(n, 1)
+    else:
+        rng = np.random.default_rng(seed)
+        a = rng.integers(0, n, max_pairs)
+        b = (a + rng.integers(1, n, max_pairs)) % n  # never the same user
+    size = best.groupby("user_id").size()
+    pairs = pd.DataFrame({"pair": np.arange(len(a)), "user_id": users[a], "other": users[b]})
+    left = pairs.merge(best, on="user_id")
+    both = left.merge(best.rename(columns={"user_id": "other"}), on=["other", "item_id"])
+    inter = both.groupby("pair").size().reindex(pairs["pair"], fill_value=0).to_numpy(dtype=float)
+    union = size[users[a]].to_numpy() + size[users[b]].to_numpy() - inter
+    return float(1 - np.mean(inter / union))
+
+
+#: beyond-accuracy metrics over everyone's top-K: name → function (see the module's docstring)
+BEYOND_ACCURACY: dict[str, Callable[..., float]] = {
+    "coverage": coverage,
+    "distributional_coverage": distributional_coverage,
+    "gini": gini,
+    "novelty": novelty,
+    "intra_list_diversity": intra_list_diversity,
+    "personalization": personalization,
+}
+
+
+def beyond_accuracy(recs: pd.DataFrame | pa.Table, k: int, n_items: int | None = None,
+                    popularity: pd.DataFrame | pa.Table | None = None, categories: pd.DataFrame | pa.Table | None = None,
+                    max_pairs: int = 10_000, **columns: str) -> dict[str, float]:
+    """``{"<name>@k": value}`` for each metric of :data:`BEYOND_ACCURACY` whose inputs are given
+    (``n_items`` for coverage and gini, ``popularity`` for novelty, ``categories`` for
+    intra-list diversity; ``max_pairs`` for personalization); ``columns``: ``col_user=...`` and
+    the like, as for every metric."""
+    given = {"n_items": n_items, "popularity": popularity, "categories": categories, "max_pairs": max_pairs}
+    out = {}
+    for name, fn in BEYOND_ACCURACY.items():
+        needs = [p for p in inspect.signature(fn).parameters if p in given]
+        if all(given[p] is not None for p in needs):
+            out[f"{name}@{k}"] = fn(recs, k=k, **{p: given[p] for p in needs}, **columns)
+    return out
 
 
 def auc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray | None = None) -> float:

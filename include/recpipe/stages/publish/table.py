@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe import scoring
+from recpipe import reranking, scoring
 from recpipe.artifacts import decision, registry
 from recpipe.artifacts.recommendations import COLUMNS, read
 from recpipe.artifacts.features import Features
@@ -122,6 +122,7 @@ def _inputs(features: Features, params: RunParams, choice: dict[str, Any]) -> di
     """What a shard's rows depend on; the commit only joins shards staged for the same."""
     return {"model": choice["publish"], "repeat_slots": choice.get("repeat_slots", 0), "top_k": params.top_k,
             "exclude_purchased": params.exclude_purchased, "event_weights": params.event_weights,
+            "diversity": params.diversity,
             "features_run": features.run_id}
 
 
@@ -142,7 +143,8 @@ def _recommend(features: Features, params: RunParams, choice: dict[str, Any],
     personal = users["has_history"].to_numpy(zero_copy_only=False) & model.knows(user_idx)
     fallback_ref = registry.popularity_ref(dt)
     ranked = scoring.top_k_with_fallback(model, registry.load(store, fallback_ref, dt), user_idx, features.n_items,
-                                         k + slots, exclude, blocked, personal)
+                                         reranking.depth(k + slots, params.diversity), exclude, blocked, personal)
+    ranked = reranking.rerank(ranked, features.table("items", ["category"])["category"], k + slots, params.diversity)
     labelled = [r.append_column("strategy", pa.array([s] * r.num_rows, pa.string()))
                 .append_column("ref", pa.array([i] * r.num_rows, pa.int8()))
                 for s, i, r in zip(("personalized", "fallback"), (0, 1), ranked)]
