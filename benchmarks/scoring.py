@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=50_000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--history", type=int, default=20, help="items per user the reasons choose among")
+    ap.add_argument("--history", type=int, default=10, help="items per user the reasons choose among")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is kept")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

@@ -80,8 +80,9 @@ class Reasons:
         if self.vectors is not None and hist.shape[1]:
             n = len(self.vectors)
             has = (hist >= 0) & (hist < n)
-            sims = np.matmul(np.take(self.vectors, np.minimum(items, n - 1), axis=0),  # np.take: ~10× a fancy index
-                             np.take(self.vectors, np.where(has, hist, 0), axis=0).transpose(0, 2, 1))  # (B, k, L)
+            # np.take: ~10× a fancy index; contiguous operands: matmul runs BLAS per user, not its own loop
+            theirs = np.ascontiguousarray(np.take(self.vectors, np.where(has, hist, 0), axis=0).transpose(0, 2, 1))
+            sims = np.matmul(np.take(self.vectors, np.minimum(items, n - 1), axis=0), theirs)  # (B, k, L)
             sims[~has[:, None, :] | own] = -np.inf
             best = np.argmax(sims, axis=2)
             found = np.isfinite(np.take_along_axis(sims, best[..., None], 2)[..., 0]) & (items < n)

@@ -140,7 +140,7 @@ def _inputs(features: Features, params: RunParams, choice: dict[str, Any]) -> di
             "features_run": features.run_id, "history": "through_day"}
 
 
-REASON_HISTORY = 20  # a user's latest items a reason item is chosen among
+REASON_HISTORY = 10  # a user's latest items a reason item is chosen among
 TRENDING_LIFT = 2.0  # trending: events on D ≥ this × the item's daily mean over the last 7 days …
 TRENDING_MIN_EVENTS = 3  # … and at least this many events on D
 
