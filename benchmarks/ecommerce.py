@@ -17,6 +17,14 @@ end of D, independently of the library: ``recent`` (the 10 items the user touche
 recently and has not bought) and ``popularity`` (the 10 items with most events over the
 last 7 days, less what the user bought). Targets: table purchase HR ≥ 1.1 × recent's,
 table new-item HR ≥ 1.1 × popularity's.
+
+Fresh history: the date's trained candidate (whatever the gate chose), without repeat
+slots, as publish scores it from history through the end of D (``fresh``) and from the
+histories saved with it at training time (``stale``: ``publish.table.recommend(fresh=False)``,
+D's events ignored, users first seen on D on popularity). Besides the two figures above,
+``any_hr@10`` (a hit if any item the user touches on D + 1 is in the top 10) over all users
+and over the ``newcomer`` users first seen on D; ``fresh_gain`` = fresh / stale of each,
+over the dates' means.
 """
 
 from __future__ import annotations
@@ -41,7 +49,10 @@ from recpipe import pipeline, sources  # noqa: E402
 from recpipe.config import RunParams  # noqa: E402
 from recpipe.io.layout import partition  # noqa: E402
 from recpipe.sources.synthetic import ShopSpec  # noqa: E402
+from recpipe.artifacts.features import Features  # noqa: E402
 from recpipe.stages import publish  # noqa: E402
+from recpipe.stages.publish.table import recommend  # noqa: E402
+from recpipe.stages.train import candidate  # noqa: E402
 
 K = 10
 
@@ -74,8 +85,12 @@ def hit_rates(lists: dict[str, list[str]], history: pd.DataFrame, nextday: pd.Da
     bought = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
     new = nextday[[i not in seen.get(u, set()) for u, i in zip(nextday.user_id, nextday.item_id)]]
     new = new.groupby("user_id")["item_id"].agg(set)
+    touched = nextday.groupby("user_id")["item_id"].agg(set)
+    first_day = history.groupby("user_id")["event_ts"].min().dt.normalize()
+    newcomers = set(first_day[first_day == history.event_ts.max().normalize()].index)
     out = {}
-    for name, truth in (("purchase", bought), ("new_item", new)):
+    for name, truth in (("purchase", bought), ("new_item", new), ("any", touched),
+                        ("newcomer_any", touched[touched.index.isin(newcomers)])):
         users = [u for u in truth.index if u in lists]
         out[f"{name}_hr@{K}"] = sum(bool(truth[u] & set(lists[u][:K])) for u in users) / max(len(users), 1)
         out[f"{name}_users"] = len(users)
@@ -108,6 +123,11 @@ def main() -> int:
             nextday = events_until(store, [nxt])
             table = publish.read(store, dt).to_pandas().sort_values(["user_id", "rank"])
             lists = {"table": table.groupby("user_id")["item_id"].agg(list).to_dict()}
+            features, model = Features(store, dt), {"publish": candidate(dt, params), "repeat_slots": 0}
+            for name, fresh in (("fresh", True), ("stale", False)):
+                rows, _ = recommend(features, params, model, features.users(), fresh=fresh)
+                rows = rows.to_pandas().sort_values(["user_id", "rank"])
+                lists[name] = rows.groupby("user_id")["item_id"].agg(list).to_dict()
             lists.update(heuristics(history, list(lists["table"])))
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
@@ -124,6 +144,8 @@ def main() -> int:
         "new_item_vs_popularity": mean[f"table.new_item_hr@{K}"] / max(mean[f"popularity.new_item_hr@{K}"], 1e-9),
         "peak_rss_gib": round(peak_rss_gib(), 2), "seconds": round(time.monotonic() - started, 1),
     }
+    out["fresh_gain"] = {m: mean[f"fresh.{m}_hr@{K}"] / max(mean[f"stale.{m}_hr@{K}"], 1e-9)
+                         for m in ("purchase", "new_item", "any", "newcomer_any")}
     out["targets_met"] = out["purchase_vs_recent"] >= 1.1 and out["new_item_vs_popularity"] >= 1.1
     report(out, args.out)
     return 0

@@ -7,6 +7,9 @@ embeddings), 10% of users with 20 past purchases excluded, 1% of items blocked.
 ``limit_seconds``: the bare ``U[batch] @ V.T`` + ``np.argpartition`` top-k over the same
 batches, in the same run (rounds alternate; the best of each is kept).
 ``ratio`` = limit_seconds / seconds (target ≥ 0.7); ``matmul_seconds``: the product alone.
+``reasons_seconds``: the same ``top_k`` computing each row's reason item in the batch
+(``scoring.Reasons``, every user a history of ``--history`` items, cosine similarity of MF's
+item embeddings); ``reasons_overhead`` = reasons_seconds / seconds − 1 (target ≤ 0.15).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=50_000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--history", type=int, default=10, help="items per user the reasons choose among")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is kept")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -84,13 +88,19 @@ def main() -> None:
     users = np.arange(args.users)
     step = scoring.batch_users(args.items)
 
-    seconds, limit_seconds, table = [], [], None
+    reasons = scoring.Reasons(users, rng.integers(0, args.items, (args.users, args.history)), model.item_vectors())
+
+    seconds, limit_seconds, reasons_seconds, table = [], [], [], None
     for _ in range(args.rounds):
         limit_seconds.append(limit(U, V, args.k, step))
         del table
         started = time.perf_counter()
         table = scoring.top_k(model, users, args.items, args.k, exclude, blocked)
         seconds.append(time.perf_counter() - started)
+        del table
+        started = time.perf_counter()
+        table = scoring.top_k(model, users, args.items, args.k, exclude, blocked, reasons)
+        reasons_seconds.append(time.perf_counter() - started)
     check(table, U, V, b, exclude, blocked, args.k, step, rng.choice(buyers, 20).tolist() + [0, args.users - 1])
     result = {
         "users": args.users, "items": args.items, "dim": args.dim, "k": args.k,
@@ -98,9 +108,12 @@ def main() -> None:
         "peak_rss_gib": None,
         "ratio": round(min(limit_seconds) / min(seconds), 3),
         "matmul_seconds": round(limit(U, V, args.k, step, product_only=True), 3),
+        "history": args.history, "reasons_seconds": round(min(reasons_seconds), 3),
+        "reasons_overhead": round(min(reasons_seconds) / min(seconds) - 1, 3),
         "rows": table.num_rows, "batch_users": step,
         "path": "logits" if isinstance(model, scoring.Logits) else "score",
-        "rounds": {"seconds": [round(s, 3) for s in seconds], "limit_seconds": [round(s, 3) for s in limit_seconds]},
+        "rounds": {"seconds": [round(s, 3) for s in seconds], "limit_seconds": [round(s, 3) for s in limit_seconds],
+                   "reasons_seconds": [round(s, 3) for s in reasons_seconds]},
         "machine": machine(),
     }
     result["peak_rss_gib"] = round(peak_rss_gib(), 3)

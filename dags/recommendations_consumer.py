@@ -3,7 +3,10 @@
 
 An example downstream consumer: runs whenever `recommendations_daily` publishes (it is
 scheduled on the `recommendations` Asset), and checks the table it receives before using
-it: the expected columns, ranks 1..n per user, no item twice for a user.
+it: the expected columns, ranks 1..n per user, no item twice for a user, known strategies
+and reasons. Each row says why it is there: `reason` (`recently_viewed`, `history_similar`,
+`new_item_content`, `trending`, `popular`) and `reason_item_id` (the user's own item behind
+a `recently_viewed` or `history_similar` row, e.g. "because you viewed …"; null otherwise).
 
 Copy it as the starting point of a job that loads the table into a serving store.
 """

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 CELLS_PER_BATCH = 1 << 24  # scores held at once (users × items float32: 64 MiB)
+REASON_CELLS = 1 << 18  # item-vector floats gathered at once by Reasons (1 MiB)
 
 
 class Recommender(Protocol):
@@ -44,6 +45,51 @@ class Logits(Protocol):
     def link(self, logits: np.ndarray) -> np.ndarray: ...
 
 
+class Reasons:
+    """Which of a user's own items most supports each recommended item (computed per scoring batch).
+
+    users: (m,) sorted distinct user indices; history: (m, L) each one's recent items, −1
+    pads; vectors: (n, d) item vectors (None: the model has none). For a recommended item i
+    the reason item is i itself when the user touched it, else the history item h ≠ i with the
+    highest cosine similarity of their vectors (the first such h on ties), else −1 (no history
+    item has a vector, or i has none). Cost per user: k × L dot products of length d.
+    """
+
+    def __init__(self, users: np.ndarray, history: np.ndarray, vectors: np.ndarray | None):
+        self.users, self.history = np.asarray(users), np.asarray(history)
+        self.vectors = None
+        if vectors is not None:
+            v = np.asarray(vectors, np.float32)
+            self.vectors = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.float32(1e-12))
+
+    def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(B,) users, (B, k) their recommended items → (B, k) int32 reason items, −1 for none."""
+        d = 1 if self.vectors is None else self.vectors.shape[1]
+        step = max(1, REASON_CELLS // max(items.shape[1] * d, 1))  # (step, k, d) floats stay in cache
+        if len(users) <= step:
+            return self._chunk(users, items)
+        return np.concatenate([self._chunk(users[lo:lo + step], items[lo:lo + step])
+                               for lo in range(0, len(users), step)])
+
+    def _chunk(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        rows = np.minimum(np.searchsorted(self.users, users), max(len(self.users) - 1, 0))
+        hist = np.take(self.history, rows, axis=0) if len(self.users) else np.full((len(users), 0), -1)
+        hist = np.where((self.users[rows] == users)[:, None], hist, -1) if len(self.users) else hist
+        own = (items[:, :, None] == hist[:, None, :])  # (B, k, L)
+        out = np.full(items.shape, -1, np.int64)
+        if self.vectors is not None and hist.shape[1]:
+            n = len(self.vectors)
+            has = (hist >= 0) & (hist < n)
+            # np.take: ~10× a fancy index; contiguous operands: matmul runs BLAS per user, not its own loop
+            theirs = np.ascontiguousarray(np.take(self.vectors, np.where(has, hist, 0), axis=0).transpose(0, 2, 1))
+            sims = np.matmul(np.take(self.vectors, np.minimum(items, n - 1), axis=0), theirs)  # (B, k, L)
+            sims[~has[:, None, :] | own] = -np.inf
+            best = np.argmax(sims, axis=2)
+            found = np.isfinite(np.take_along_axis(sims, best[..., None], 2)[..., 0]) & (items < n)
+            out = np.where(found, np.take_along_axis(hist, best, 1), -1)
+        return np.where(own.any(axis=2), items, out).astype(np.int32)
+
+
 def batch_users(n_items: int) -> int:
     """Users per batch: ~CELLS_PER_BATCH scores, enough rows for an efficient GEMM."""
     return max(1, CELLS_PER_BATCH // max(n_items, 1))
@@ -56,6 +102,7 @@ def top_k(
     k: int,
     exclude: tuple[np.ndarray, np.ndarray] | None = None,
     blocked: np.ndarray | None = None,
+    reasons: Reasons | None = None,
 ) -> pa.Table:
     """Each user's k best items: table (user_idx int32, item_idx int32, rank int16, score float32).
 
@@ -65,17 +112,20 @@ def top_k(
     Models implementing :class:`Logits` are ranked by logits (finer than a saturated
     sigmoid) and scored ``link(logit)``; others by ``score``. Items scoring -inf or NaN
     (excluded, blocked, unknown) are dropped, so such users get fewer than k rows.
+    reasons: also a column ``reason_idx`` (int32, −1 for none), each batch's :class:`Reasons`.
     """
     users = np.asarray(users)
     k = min(k, n_items)
     n = len(users)
     if k < 1 or n == 0:
-        return _table(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.float32))
+        empty = _table(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.float32))
+        return empty if reasons is None else empty.append_column("reason_idx", pa.array([], pa.int32()))
     fast = isinstance(model, Logits)
     ex_u, ex_i = _sorted_pairs(exclude)
     blocked_idx = np.flatnonzero(blocked) if blocked is not None else np.zeros(0, np.intp)
     out_i = np.empty((n, k), np.int32)
     out_s = np.empty((n, k), np.float32)
+    out_r = np.empty((n, k), np.int32) if reasons is not None else None
     step = batch_users(n_items)
     for lo in range(0, n, step):
         batch = users[lo : lo + step]
@@ -91,15 +141,18 @@ def top_k(
         best = select(vals, k)
         out_i[lo : lo + len(batch)] = best
         out_s[lo : lo + len(batch)] = np.take_along_axis(vals, best, axis=1)
+        if out_r is not None:
+            out_r[lo : lo + len(batch)] = reasons(batch, best)
     keep = np.isfinite(out_s).ravel()
     if fast:
         out_s = np.asarray(model.link(out_s), dtype=np.float32)
     user_col = np.repeat(users.astype(np.int32, copy=False), k)
     rank_col = np.tile(np.arange(1, k + 1, dtype=np.int16), n)
-    cols = (user_col, out_i.ravel(), rank_col, out_s.ravel())
+    cols = (user_col, out_i.ravel(), rank_col, out_s.ravel()) + (() if out_r is None else (out_r.ravel(),))
     if not keep.all():
         cols = tuple(c[keep] for c in cols)
-    return _table(*cols)
+    table = _table(*cols[:4])
+    return table if out_r is None else table.append_column("reason_idx", pa.array(cols[4], pa.int32()))
 
 
 def top_k_with_fallback(
@@ -111,16 +164,20 @@ def top_k_with_fallback(
     exclude: tuple[np.ndarray, np.ndarray] | None = None,
     blocked: np.ndarray | None = None,
     personal: np.ndarray | None = None,
+    reasons: Reasons | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """(``model``'s top k for the ``personal`` users, ``fallback``'s for the others), as :func:`top_k`.
 
     personal: (n,) bool mask over ``users``; default ``model.knows(users)``, so a model never
     scores a user it has no row for (an older champion, say) and the fallback serves them.
+    reasons: explain ``model``'s rows (the fallback's get ``reason_idx`` −1 then).
     """
     users = np.asarray(users)
     personal = model.knows(users) if personal is None else personal
-    return (top_k(model, users[personal], n_items, k, exclude, blocked),
-            top_k(fallback, users[~personal], n_items, k, exclude, blocked))
+    fell = top_k(fallback, users[~personal], n_items, k, exclude, blocked)
+    if reasons is not None:
+        fell = fell.append_column("reason_idx", pa.array(np.full(fell.num_rows, -1, np.int32)))
+    return top_k(model, users[personal], n_items, k, exclude, blocked, reasons), fell
 
 
 def blend(primary: pa.Table, repeats: pa.Table, slots: int, k: int) -> pa.Table:

@@ -128,4 +128,5 @@ def test_a_rejected_candidate_publishes_the_champion_and_the_consumer_checks_it(
     run = consumer.test()
     assert run.state == "success"
     assert publish.check(store) == {"dt": day5, "rows": table.num_rows, "users": len(pc.unique(table["user_id"])),
-                                    "max_rank": 10, "strategies": sorted(set(table["strategy"].to_pylist()))}
+                                    "max_rank": 10, "strategies": sorted(set(table["strategy"].to_pylist())),
+                                    "reasons": sorted(set(table["reason"].to_pylist()))}

@@ -161,3 +161,32 @@ def test_blend_puts_the_touched_recent_items_first_then_the_models_without_repea
     assert empty.num_rows == 0 and empty.column_names == out.column_names
     no_slots = scoring.blend(primary, repeats, slots=0, k=4)
     assert no_slots.drop_columns(["repeat"]).equals(primary.filter(pc.less_equal(primary["rank"], 4)))
+
+
+def test_reasons_cite_the_users_item_most_similar_to_each_recommendation():
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((30, 8)).astype(np.float32)
+    users = np.array([2, 5, 9])
+    history = np.array([[-1, 4, 7, 11], [3, 3, 20, 25], [-1, -1, -1, -1]])  # user 9: no history
+    scores = rng.random((10, 30)).astype(np.float32)
+    out = top_k(Fixed(scores), np.array([9, 5, 2]), 30, 6, reasons=scoring.Reasons(users, history, vectors))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for user, item, reason in zip(*(out[c].to_pylist() for c in ("user_idx", "item_idx", "reason_idx"))):
+        own = [h for h in history[np.searchsorted(users, user)] if h >= 0]
+        if item in own:
+            assert reason == item  # touched: the item itself
+        elif not own:
+            assert reason == -1
+        else:
+            others = [h for h in own if h != item]
+            assert reason == others[int(np.argmax(unit[others] @ unit[item]))]
+    assert set(out.filter(pc.equal(out["user_idx"], 9))["reason_idx"].to_pylist()) == {-1}
+
+
+def test_reasons_without_vectors_cite_only_touched_items_and_the_fallback_none():
+    users, history = np.array([0, 1]), np.array([[1, 3], [-1, 0]])
+    model = Fixed([[0.1, 0.9, 0.5, 0.8], [0.9, 0.1, 0.2, 0.3]])
+    personal, fallback = scoring.top_k_with_fallback(model, model, users, 4, 2, personal=np.array([True, False]),
+                                                      reasons=scoring.Reasons(users, history, None))
+    assert list(zip(personal["item_idx"].to_pylist(), personal["reason_idx"].to_pylist())) == [(1, 1), (3, 3)]
+    assert fallback["reason_idx"].to_pylist() == [-1, -1]

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recpipe.contracts import day_bounds
+from recpipe.contracts import EVENT_TYPES, day_bounds
 from recpipe.errors import DataError, PartitionNotFound
 from recpipe.io import layout
 from recpipe.io.partitions import Store
@@ -59,6 +59,14 @@ class Features:
         """(item_id, available), one row per item index."""
         return self.table("items", columns=["item_id", "available"])
 
+    def item_events(self, days: int) -> np.ndarray:
+        """(n_items,) events per item over the last ``days`` (1, 7 or 30) days up to D, all types."""
+        names = [f"n_{t}_{days}d" for t in EVENT_TYPES]
+        table = self.table("item_features", columns=["item_idx", *names])
+        out = np.zeros(self.n_items, np.int64)
+        out[table["item_idx"].to_numpy()] = sum(table[n].to_numpy(zero_copy_only=False).astype(np.int64) for n in names)
+        return out
+
     def holdout(self) -> pa.Table:
         """(user_idx, item_idx): what users with history before D did on D."""
         return self.table("holdout")
@@ -89,6 +97,31 @@ class Features:
             keep = ts < start
             users, items, weight, ts = users[keep], items[keep], weight[keep], ts[keep]
         return users, items, weight, ts
+
+    def history(self, event_weights: dict[str, float]) -> TrainingData:
+        """Every user's interactions through the end of D, as models score from them at publish:
+        the (user, item) pairs before D (``interactions``) joined with D's own events (the
+        ``sequences``' last L of them), one row per pair: weight summed (D's events weighted by
+        ``event_weights``), ``last_ts`` the latest touch. Users first seen on D are included."""
+        meta = self.meta
+        inter = self.table("interactions", columns=["user_idx", "item_idx", "weight", "last_ts"])
+        users, items, weights, ts = self.recent_events(False, event_weights)
+        today = ts >= int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
+        u = np.concatenate([inter["user_idx"].to_numpy(), users[today]]).astype(np.int64)
+        i = np.concatenate([inter["item_idx"].to_numpy(), items[today]]).astype(np.int64)
+        w = np.concatenate([inter["weight"].to_numpy(), weights[today]]).astype(np.float64)
+        t = np.concatenate([inter["last_ts"].cast("int64").to_numpy(), ts[today]])
+        key = u << 32 | i
+        order = np.lexsort((t, key))  # by pair, latest touch last
+        key, t = key[order], t[order]
+        last = np.r_[key[1:] != key[:-1], True] if len(key) else np.zeros(0, bool)
+        group = np.cumsum(np.r_[False, last[:-1]]) if len(key) else np.zeros(0, np.int64)
+        items_ = self.table("items", columns=["popularity", "category", "brand", "price"])
+        return TrainingData(
+            users=(key[last] >> 32).astype(np.int32), items=(key[last] & 0xFFFFFFFF).astype(np.int32),
+            weights=np.bincount(group, weights=w[order]).astype(np.float32) if len(key) else np.zeros(0, np.float32),
+            n_users=meta["n_users"], n_items=meta["n_items"], popularity=items_["popularity"].to_numpy(),
+            last_ts=t[last], item_features=item_feature_codes(items_))
 
     def training_data(self) -> TrainingData:
         """What a model learns from: the interactions before D, as dense indices."""

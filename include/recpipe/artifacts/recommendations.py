@@ -1,8 +1,9 @@
 """The published table ``recommendations/dt=D/``, as consumers (and the feedback stage) read it.
 
 Columns: user_id, item_id, rank, score, model_name, model_version, strategy
-(``personalized``, ``fallback`` or ``repeat``), generated_at (the end of day D, from when
-the table is meant to serve).
+(``personalized``, ``fallback`` or ``repeat``), reason (one of ``REASONS``), reason_item_id
+(the user's own item behind a history reason, null otherwise), generated_at (the end of day
+D, from when the table is meant to serve).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from recpipe.errors import PartitionNotFound
 from recpipe.io import layout
 from recpipe.io.partitions import Store
 
-COLUMNS = ("user_id", "item_id", "rank", "score", "model_name", "model_version", "strategy", "generated_at")
+COLUMNS = ("user_id", "item_id", "rank", "score", "model_name", "model_version", "strategy", "reason",
+           "reason_item_id", "generated_at")
+#: Why a row was recommended; the first two cite an item of the user's own history (reason_item_id).
+REASONS = ("recently_viewed", "history_similar", "new_item_content", "trending", "popular")
+HISTORY_REASONS = REASONS[:2]
 
 
 def read(store: Store, dt: str | None = None) -> pa.Table:

@@ -122,6 +122,23 @@ class Recommender(ABC):
     def knows(self, users: np.ndarray) -> np.ndarray:
         """Boolean mask: which users the model can personalise for."""
 
+    def with_history(self, data: TrainingData, since: int | None = None) -> "Recommender":
+        """The same trained model, scoring from the newer histories in ``data`` (interactions up to
+        now, new users included) without retraining; ``since`` (epoch µs): when its training data
+        ended (models that fold users in refresh those active since). Default: itself, unchanged
+        (a model that cannot use a newer history scores as trained)."""
+        return self
+
+    def item_vectors(self) -> np.ndarray | None:
+        """(n, d) float32: the model's vector of item i < n, whose cosine similarities explain a
+        recommendation by the user's own items (``recpipe.scoring.Reasons``); None: it has none."""
+        return None
+
+    def trained_items(self) -> int | None:
+        """How many items the model learnt ids for; items beyond it that it still ranks are scored
+        from their content alone. None: it ranks no item it never saw."""
+        return None
+
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write everything needed to score into ``directory``."""

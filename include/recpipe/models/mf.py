@@ -22,8 +22,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from recpipe.models import keras_fit, memory
+from recpipe.models import fold_in, keras_fit, memory
 from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weights, pad_items, sigmoid
+from recpipe.models.sequences import last_items
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,24 @@ class MatrixFactorization(Recommender):
         return pad_items(self.link(self._logits(users)), n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
-        return users < self.model.get_layer("user_embedding").input_dim
+        return users < len(self._weights()[0])  # the user table, folded-in users included
+
+    def with_history(self, data: TrainingData, since: int | None = None) -> "MatrixFactorization":
+        """The same item embeddings; the users with an interaction in ``data`` at or after ``since``
+        (all with one if None; new users too) get fold-in vectors (``recpipe.models.fold_in``)."""
+        user_emb, item_emb, bias = self._weights()
+        users = fold_in.active_users(data, since)
+        users = users[users < data.n_users]
+        table = np.zeros((max(data.n_users, len(user_emb)), user_emb.shape[1]), np.float32)
+        table[: len(user_emb)] = user_emb
+        prior = np.where((users < len(user_emb))[:, None], table[users], 0.0)
+        table[users] = fold_in.user_vectors(item_emb, bias, last_items(data, users, len(item_emb), fold_in.HISTORY), prior)
+        other = MatrixFactorization(self.model)
+        other._cached = (table, item_emb, bias)
+        return other
+
+    def item_vectors(self) -> np.ndarray:
+        return self._weights()[1]
 
     def save(self, directory: Path) -> None:
         self.model.save(directory / "model.keras")

@@ -56,6 +56,11 @@ class Recent(Recommender):
         return {"epochs": 0, "users_with_history": int((np.diff(self.indptr) > 0).sum()),
                 "pairs": int(len(self.items))}
 
+    def with_history(self, data: TrainingData, since: int | None = None) -> "Recent":
+        """Rebuilt from the (user, item) pairs of ``data``, its own popularity kept."""
+        ts = data.last_ts if data.last_ts is not None else np.zeros(len(data.users), np.int64)
+        return Recent.from_events(data.users, data.items, data.weights, ts, data.n_users, self.popularity)
+
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
         users = np.asarray(users)
         base = self.popularity / (self.popularity.max(initial=0.0) + 1.0) - 1.0  # untouched: [-1, 0)

@@ -56,7 +56,7 @@ from keras import layers, ops
 from recpipe.errors import ConfigError
 from recpipe.models import keras_fit, memory
 from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weights, pad_items
-from recpipe.models.sequences import histories, pad_left, windows
+from recpipe.models.sequences import histories, known_only, pad_left, windows
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +272,16 @@ class SASRec(Recommender):
         self.sequences, self._encoder = pad_left(hists, L), None
         return {**summary, "max_len": L, "objective": "sampled" if sampled else "full"}
 
-    def with_history(self, data: TrainingData) -> "SASRec":
-        """The same network, scoring from the histories in ``data`` (e.g. newer interactions)."""
+    def with_history(self, data: TrainingData, since: int | None = None) -> "SASRec":
+        """The same network, scoring from the histories in ``data`` (e.g. newer interactions, new
+        users too); items it has no embedding for are left out of the sequences."""
         L = max_len_of(self.model)
+        data = known_only(data, self.model.get_layer("item_embedding").input_dim - 1)
         return SASRec(self.model, pad_left(histories(data), L), L, self.blocks, self.heads, self.dropout)
+
+    def item_vectors(self) -> np.ndarray:
+        """E without the padding row: (n_items, d), the input and output item embedding."""
+        return self.model.get_layer("item_embedding").embeddings.numpy()[1:]
 
     def _rows(self, users: np.ndarray) -> np.ndarray:
         """(len(users), L) sequences; users the model never saw get an all-padding row."""

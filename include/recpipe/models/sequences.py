@@ -5,6 +5,8 @@ Items are shifted by +1 so that 0 pads a sequence (on the left: the newest item 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from recpipe.errors import DataError
@@ -39,3 +41,31 @@ def windows(hists: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarra
             xs.append(h[start:end])
             ys.append(h[start + 1:end + 1])
     return pad_left(xs, length), pad_left(ys, length)
+
+
+def known_only(data: TrainingData, n_items: int) -> TrainingData:
+    """``data`` without the interactions of items ≥ ``n_items`` (a model trained on fewer items
+    has no embedding for them): what it scores a newer history from."""
+    keep = data.items < n_items
+    if keep.all():
+        return data
+    return replace(data, users=data.users[keep], items=data.items[keep], weights=data.weights[keep],
+                   last_ts=None if data.last_ts is None else data.last_ts[keep],
+                   purchased=None if data.purchased is None else data.purchased[keep])
+
+
+def last_items(data: TrainingData, users: np.ndarray, n_items: int, length: int) -> np.ndarray:
+    """(len(users), length) int64: each user's last ``length`` items < n_items by ``last_ts`` (newest
+    last), −1 pads. users: sorted distinct user indices."""
+    keep = np.isin(data.users, users) & (data.items < n_items)
+    u, i = data.users[keep], data.items[keep]
+    ts = data.last_ts[keep] if data.last_ts is not None else np.zeros(len(u), np.int64)
+    order = np.lexsort((i, ts, u))
+    u, i = u[order], i[order]
+    row = np.searchsorted(users, u)
+    end = np.searchsorted(u, users, side="right")
+    pos = length - (end[row] - np.arange(len(u)))  # the last one at length − 1
+    out = np.full((len(users), length), -1, np.int64)
+    ok = pos >= 0
+    out[row[ok], pos[ok]] = i[ok]
+    return out

@@ -32,7 +32,7 @@ from keras import layers, ops
 from recpipe.models import keras_fit
 from recpipe.models.base import (FEATURE_BUCKETS, ITEM_FEATURES, FitConfig, Recommender, TrainingData, grow_weights,
                                  pad_items, sigmoid)
-from recpipe.models.sequences import histories, pad_left
+from recpipe.models.sequences import histories, known_only, pad_left
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,19 @@ class TwoTower(Recommender):
         self.item_features = (data.item_features if data.item_features is not None
                               else np.zeros((data.n_items, len(ITEM_FEATURES)), np.int32)).astype(np.int32)
 
-    def with_history(self, data: TrainingData) -> "TwoTower":
-        """The same network, scoring from newer histories and catalog (new users and items too)."""
+    def with_history(self, data: TrainingData, since: int | None = None) -> "TwoTower":
+        """The same network, scoring from newer histories and catalog (new users and items too);
+        items it has no id embedding for are left out of the histories (scored from content)."""
         other = TwoTower(self.model)
-        other._set_tables(data)
+        other._set_tables(known_only(data, self.trained_items()))  # the catalog's features stay whole
         return other
+
+    def trained_items(self) -> int:
+        return self.model.get_layer("item_embedding").input_dim - 1
+
+    def item_vectors(self) -> np.ndarray:
+        """The item tower's output v for every item of the catalog table, new ones too: (n, d)."""
+        return self._items()[0]
 
     def _tower(self, inputs: tuple[str, str], output: str):
         """A sub-model of the network from two input layers to one layer's output (cached)."""

@@ -12,7 +12,7 @@ see ``recpipe.io.landing``); the validate stage leaves each drop's clean rows in
   No training.
 - **history**: the features of the base table's date F, with the events of D's drops applied
   so far added to the users' ``sequences``, ``purchased`` and ``users`` tables (new users get
-  indices after F's); every scoring path of publish (``table._recommend``: the model, the
+  indices after F's); every scoring path of publish (``table.recommend``: the model, the
   popularity fallback, the repeat slots, the purchase exclusions) reads them so. Days between
   F and D that are not published yet are not in this history: their daily run brings them.
 - **rows**: only the users with an event in the drop are re-scored; every other user keeps
@@ -43,7 +43,7 @@ from recpipe.errors import PartitionNotFound, PublishRefused
 from recpipe.io import landing, layout, pointers
 from recpipe.io.partitions import Store, table_to_parquet
 from recpipe.stages.publish import checks
-from recpipe.stages.publish.table import _previous, _recommend
+from recpipe.stages.publish.table import _previous, recommend
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def refresh(store: Store, dt: str, params: RunParams, n: int) -> dict[str, Any]:
     view, users, new_users = _view(store, fdt, after)
     rescored = users.filter(pc.is_in(users["user_id"], value_set=drop_users))
     if rescored.num_rows:
-        rows, measured = _recommend(Features(view, fdt), params, choice, rescored)
+        rows, measured = recommend(Features(view, fdt), params, choice, rescored)
     else:  # a drop whose every row was quarantined: the table stays, the drop is recorded as applied
         rows, measured = table.slice(0, 0), {**_zero(), "distinct_items": 0, "available_items": meta["available_items"]}
     if rows.num_rows and "generated_at" in rows.column_names:  # valid from the newest event it reflects
@@ -103,7 +103,7 @@ def refresh(store: Store, dt: str, params: RunParams, n: int) -> dict[str, Any]:
     # the same users' contribution to the base table's measures, scored as the base table scored them
     view_before, users_before, _ = _view(store, fdt, before)
     again = users_before.filter(pc.is_in(users_before["user_id"], value_set=rescored["user_id"]))
-    old = _recommend(Features(view_before, fdt), params, choice, again)[1] if again.num_rows else _zero()
+    old = recommend(Features(view_before, fdt), params, choice, again)[1] if again.num_rows else _zero()
     total = {k: meta[k] - old[k] + measured[k] for k in checks.ADDITIVE}
     total["distinct_items"] = max(meta.get("distinct_items", 0), measured["distinct_items"])
     total["available_items"] = measured["available_items"]

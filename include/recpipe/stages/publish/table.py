@@ -8,8 +8,21 @@ Unavailable items are never recommended; past purchases are excluded when
 ``recommendations/_shards/``, then one commit copies them into the partition atomically
 (see ``recpipe.io.partitions``) and ``recommendations/_latest`` names the newest committed date.
 
-Columns: user_id, item_id, rank, score, model_name, model_version, strategy, generated_at
-(the end of day D, from when the table is meant to serve).
+The model scores from each user's history through the end of D (``Features.history``: D's
+own events too) without retraining: sequence models and two_tower read the newer
+histories, mf folds in the users active since it was trained (``Recommender.with_history``),
+so a user first seen on D with an event gets personalised recommendations.
+
+Columns: user_id, item_id, rank, score, model_name, model_version, strategy, reason,
+reason_item_id, generated_at (the end of day D, from when the table is meant to serve).
+
+``reason`` (computed in the scoring batch, ``scoring.Reasons``), first that applies:
+``recently_viewed`` (the user touched the item: a repeat slot, or among their latest
+``REASON_HISTORY`` items), ``new_item_content`` (a personalised item the model never trained
+on, scored from its content), ``history_similar`` (the user's latest item whose model vector
+is most similar to the item's), ``trending`` (``TRENDING_LIFT`` × its 7-day daily mean on D),
+``popular``. ``reason_item_id``: the user's own item behind a ``recently_viewed`` or
+``history_similar`` row (the item itself for ``recently_viewed``), null otherwise.
 """
 
 from __future__ import annotations
@@ -23,13 +36,15 @@ import pyarrow.compute as pc
 
 from recpipe import reranking, scoring
 from recpipe.artifacts import decision, registry
-from recpipe.artifacts.recommendations import COLUMNS, read
+from recpipe.artifacts.recommendations import COLUMNS, HISTORY_REASONS, REASONS, read
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import ConfigError, DataError, PartitionNotFound, PublishRefused
 from recpipe.io import layout, pointers
 from recpipe.io.partitions import Store
+from recpipe.models import Recommender, TrainingData
+from recpipe.models.sequences import last_items
 from recpipe.stages.publish import checks
 
 log = logging.getLogger(__name__)
@@ -62,7 +77,7 @@ def publish_shard(store: Store, dt: str, params: RunParams, shard: int,
     features = Features(store, dt)
     users = features.users()
     users = users.filter(pa.array(users["user_idx"].to_numpy() % shards == shard))
-    table, measured = _recommend(features, params, choice, users)
+    table, measured = recommend(features, params, choice, users)
     out = layout.shard(dt, shard, shards)
     store.write_partition(out, {"part": table}, {"inputs": _inputs(features, params, choice), "checks": measured})
     log.info("shard %d/%d of %s: %d rows for %d users (%d personalized)", shard + 1, shards, dt,
@@ -123,27 +138,56 @@ def _inputs(features: Features, params: RunParams, choice: dict[str, Any]) -> di
     return {"model": choice["publish"], "repeat_slots": choice.get("repeat_slots", 0), "top_k": params.top_k,
             "exclude_purchased": params.exclude_purchased, "event_weights": params.event_weights,
             "diversity": params.diversity,
-            "features_run": features.run_id}
+            "features_run": features.run_id, "history": "through_day"}
 
 
-def _recommend(features: Features, params: RunParams, choice: dict[str, Any],
-               users: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+REASON_HISTORY = 10  # a user's latest items a reason item is chosen among
+TRENDING_LIFT = 2.0  # trending: events on D ≥ this × the item's daily mean over the last 7 days …
+TRENDING_MIN_EVENTS = 3  # … and at least this many events on D
+
+
+def serving_model(store: Store, ref: registry.Ref, dt: str, history: TrainingData | None) -> Recommender:
+    """The model ``ref`` names, scoring from ``history`` (interactions up to now, see
+    ``Features.history``) without retraining, or as trained when None. Models that fold users in
+    (mf) refresh those active since the start of the date it was trained for (its version's)."""
+    model = registry.load(store, ref, dt)
+    if history is None:
+        return model
+    try:
+        since = int(day_bounds(ref["version"][:10])[0].timestamp() * 1_000_000)
+    except ValueError:  # not a dated version: fold every user in
+        since = None
+    return model.with_history(history, since)
+
+
+def recommend(features: Features, params: RunParams, choice: dict[str, Any], users: pa.Table,
+              history: TrainingData | None = None, fresh: bool = True) -> tuple[pa.Table, dict[str, int]]:
     """The published rows for ``users`` (user_idx, user_id, has_history), and their ``checks.measure``.
 
-    Strategies: ``personalized`` (the chosen model knows the user), ``fallback``
-    (popularity), ``repeat`` (the first ``repeat_slots`` items: what the user touched lately,
-    through the end of D, and did not buy).
+    history: the interactions to score and explain from (default ``features.history``: through
+    the end of D); fresh=False scores from the histories saved with the model instead (users
+    without history before D fall back), as before fresh history (benchmarks compare the two).
+    Strategies: ``personalized`` (the model knows the user), ``fallback`` (popularity),
+    ``repeat`` (the first ``repeat_slots`` items: what the user touched lately, through the
+    end of D, and did not buy). Reasons: see the module docstring.
     """
     store, dt, ref, slots, k = features.store, features.dt, choice["publish"], choice.get("repeat_slots", 0), params.top_k
     items = features.items()
     blocked = ~items["available"].to_numpy(zero_copy_only=False)
     exclude = features.exclusions(before_day=False) if params.exclude_purchased else None
     user_idx = users["user_idx"].to_numpy()
-    model = registry.load(store, ref, dt)
-    personal = users["has_history"].to_numpy(zero_copy_only=False) & model.knows(user_idx)
+    history = features.history(params.event_weights) if history is None else history
+    model = serving_model(store, ref, dt, history if fresh else None)
+    personal = model.knows(user_idx)
+    if not fresh:
+        personal &= users["has_history"].to_numpy(zero_copy_only=False)
+    ordered = np.sort(user_idx)
+    reasons = scoring.Reasons(ordered, last_items(history, ordered, features.n_items, REASON_HISTORY),
+                              model.item_vectors())
     fallback_ref = registry.popularity_ref(dt)
     ranked = scoring.top_k_with_fallback(model, registry.load(store, fallback_ref, dt), user_idx, features.n_items,
-                                         reranking.depth(k + slots, params.diversity), exclude, blocked, personal)
+                                         reranking.depth(k + slots, params.diversity), exclude, blocked, personal,
+                                         reasons)
     ranked = reranking.rerank(ranked, features.table("items", ["category"])["category"], k + slots, params.diversity)
     labelled = [r.append_column("strategy", pa.array([s] * r.num_rows, pa.string()))
                 .append_column("ref", pa.array([i] * r.num_rows, pa.int8()))
@@ -152,7 +196,7 @@ def _recommend(features: Features, params: RunParams, choice: dict[str, Any],
     recent = registry.recent(store, dt, before_day=False, event_weights=params.event_weights)
     repeats = scoring.top_k(recent, user_idx, features.n_items, slots, exclude, blocked)
     recs = scoring.blend(primary.select(["user_idx", "item_idx", "rank", "score"]), repeats, slots, k)
-    # each row's strategy and model: the primary row it came from, or the recent items
+    # each row's strategy, model and reason item: the primary row it came from, or the recent items
     origin = pc.index_in(pa.array(recs["user_idx"].to_numpy().astype("int64") << 32
                                   | recs["item_idx"].to_numpy().astype("int64")),
                          value_set=pa.array(primary["user_idx"].to_numpy().astype("int64") << 32
@@ -162,9 +206,10 @@ def _recommend(features: Features, params: RunParams, choice: dict[str, Any],
     which = np.where(repeat, 2, pc.fill_null(pc.take(primary["ref"], origin), 0).to_numpy())
     names = np.array([ref["name"], fallback_ref["name"], "recent"])[which]
     versions = np.array([ref["version"], fallback_ref["version"], dt])[which]
-    recs = recs.append_column("model_name", pa.array(names, pa.string())) \
-               .append_column("model_version", pa.array(versions, pa.string())) \
-               .append_column("strategy", pa.array(strategy, pa.string()))
+    item_idx = recs["item_idx"].to_numpy()
+    because = np.where(repeat, item_idx, pc.fill_null(pc.take(primary["reason_idx"], origin), -1).to_numpy())
+    reason, because = _reasons(item_idx, because, strategy == "personalized", model.trained_items(),
+                               features.item_events(1), features.item_events(7))
     pos = pc.index_in(recs["user_idx"], value_set=users["user_idx"])
     as_of = day_bounds(dt)[1]  # valid from the end of day D; fixed, so a re-run writes identical bytes
     table = pa.table({
@@ -172,16 +217,29 @@ def _recommend(features: Features, params: RunParams, choice: dict[str, Any],
         "item_id": pc.take(items["item_id"], recs["item_idx"]),
         "rank": recs["rank"],
         "score": recs["score"],
-        "model_name": recs["model_name"],
-        "model_version": recs["model_version"],
-        "strategy": recs["strategy"],
+        "model_name": pa.array(names, pa.string()),
+        "model_version": pa.array(versions, pa.string()),
+        "strategy": pa.array(strategy, pa.string()),
+        "reason": pa.array(reason, pa.string()),
+        "reason_item_id": pc.take(items["item_id"], pa.array(because, pa.int32(), mask=because < 0)),
         "generated_at": pa.array([as_of] * recs.num_rows, pa.timestamp("s", tz="UTC")),
     })
-    measured = checks.measure(recs["user_idx"].to_numpy(), recs["item_idx"].to_numpy(), user_idx, int(personal.sum()),
+    measured = checks.measure(recs["user_idx"].to_numpy(), item_idx, user_idx, int(personal.sum()),
                               ~blocked, exclude, k)
     return table, measured
 
 
+def _reasons(items: np.ndarray, because: np.ndarray, personalized: np.ndarray, trained: int | None,
+             day: np.ndarray, week: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``reason`` and reason item (−1: none), from its item, the reason item its
+    scoring batch found (``scoring.Reasons``; the item itself for repeats) and the item counts
+    of events on D (``day``) and over the 7 days up to D (``week``)."""
+    new = personalized & (items >= trained) if trained is not None else np.zeros(len(items), bool)
+    because = np.where(new, -1, because)
+    hot = (day >= TRENDING_LIFT * week / 7) & (day >= TRENDING_MIN_EVENTS)
+    reason = np.select([because == items, new, because >= 0, hot[items]],
+                       ["recently_viewed", "new_item_content", "history_similar", "trending"], "popular")
+    return reason, because
 
 
 def check(store: Store, dt: str | None = None) -> dict[str, Any]:
@@ -205,5 +263,13 @@ def check(store: Store, dt: str | None = None) -> dict[str, Any]:
     strategies = set(pc.unique(table["strategy"]).to_pylist())
     if not strategies <= {"personalized", "fallback", "repeat"}:
         raise DataError(f"{where}: unknown strategies {sorted(strategies)}.")
+    reasons = set(pc.unique(table["reason"]).to_pylist())
+    if not reasons <= set(REASONS):
+        raise DataError(f"{where}: unknown reasons {sorted(map(str, reasons))} (known: {', '.join(REASONS)}).")
+    cited = pc.is_valid(table["reason_item_id"])
+    if not pc.all(pc.equal(cited, pc.is_in(table["reason"], pa.array(HISTORY_REASONS)))).as_py():
+        raise DataError(f"{where}: reason_item_id must be set exactly on the rows whose reason is one of "
+                        f"{', '.join(HISTORY_REASONS)}.")
     return {"dt": dt, "rows": table.num_rows, "users": per_user.num_rows,
-            "max_rank": pc.max(per_user["rank_max"]).as_py(), "strategies": sorted(strategies)}
+            "max_rank": pc.max(per_user["rank_max"]).as_py(), "strategies": sorted(strategies),
+            "reasons": sorted(reasons)}
