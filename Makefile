@@ -26,7 +26,7 @@ down:
 ## the import contract (pyproject.toml), then the whole test suite (what .ci/run calls)
 test: install
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider --durations=25
 
 ## recompile the lock after editing requirements.in
 lock: install
