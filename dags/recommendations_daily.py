@@ -22,17 +22,19 @@ publish = [plan_shards → publish_shard[0..n-1] → commit] → flag_rejection
   would miss it.
 - **build_features** writes point-in-time features to `features/dt=<ds>/` (only data ≤ ds).
 - **train_candidate** trains `model` (pool `gpu`) into `models/<model>/<version>/`.
-- **evaluate** compares candidate, champion and popularity on day ds's hold-out
-  (`reports/evaluation/dt=<ds>/`) and branches: **promote_candidate** makes a passing
-  candidate the champion; **keep_champion** keeps the champion serving.
+- **evaluate** compares the candidate with the serving model (whatever published the latest
+  table on or before ds, of any family), popularity and the recent heuristic on day ds's
+  hold-out, with bootstrap intervals and slices (`reports/evaluation/dt=<ds>/`), and
+  branches: **promote_candidate** makes a passing candidate the champion of its family and
+  the model that publishes; **keep_champion** leaves the serving model serving.
 - **republish_champion** (param `mode=republish`, for backfills) skips training and
-  publishes with the champion that served on that date.
+  publishes with the model that served on that date.
 - **publish** (a task group): **publish_shard** (one mapped task per shard, param
   `publish_shards`) scores its share of the users with the chosen model; **commit** joins
   the shards as `recommendations/dt=<ds>/` in one atomic step, moves
   `recommendations/_latest` and emits the `recommendations` Asset.
 - **flag_rejection** fails the run (red in the grid, failure alerts fire) when the gate
-  rejected the candidate: the champion's table *was* published, but a person should look at
+  rejected the candidate: the serving model's table *was* published, but a person should look at
   why the candidate lost. Set `fail_on_rejection=false` to only log a warning.
 
 The run for logical date *ds* covers the UTC day *ds* and runs after it ends. All data lives
