@@ -75,7 +75,9 @@ class Reasons:
         rows = np.minimum(np.searchsorted(self.users, users), max(len(self.users) - 1, 0))
         hist = np.take(self.history, rows, axis=0) if len(self.users) else np.full((len(users), 0), -1)
         hist = np.where((self.users[rows] == users)[:, None], hist, -1) if len(self.users) else hist
-        own = (items[:, :, None] == hist[:, None, :])  # (B, k, L)
+        own = np.zeros(items.shape, bool)  # (B, k): the user touched the item (L passes over (B, k): no (B, k, L))
+        for column in hist.T:
+            own |= items == column[:, None]
         out = np.full(items.shape, -1, np.int64)
         if self.vectors is not None and hist.shape[1]:
             n = len(self.vectors)
@@ -83,11 +85,11 @@ class Reasons:
             # np.take: ~10× a fancy index; contiguous operands: matmul runs BLAS per user, not its own loop
             theirs = np.ascontiguousarray(np.take(self.vectors, np.where(has, hist, 0), axis=0).transpose(0, 2, 1))
             sims = np.matmul(np.take(self.vectors, np.minimum(items, n - 1), axis=0), theirs)  # (B, k, L)
-            sims[~has[:, None, :] | own] = -np.inf
+            sims += np.where(has, np.float32(0), np.float32(-np.inf))[:, None, :]  # padding never wins
             best = np.argmax(sims, axis=2)
-            found = np.isfinite(np.take_along_axis(sims, best[..., None], 2)[..., 0]) & (items < n)
+            found = has.any(axis=1)[:, None] & (items < n)
             out = np.where(found, np.take_along_axis(hist, best, 1), -1)
-        return np.where(own.any(axis=2), items, out).astype(np.int32)
+        return np.where(own, items, out).astype(np.int32)  # an item the user touched is its own reason
 
 
 def batch_users(n_items: int) -> int:
