@@ -137,7 +137,9 @@ def test_drops_accumulate_and_the_daily_run_closes_the_day(day):
 
     # the producer closes the day; the daily run reads every drop and its table replaces the refreshed one
     store.put_bytes(layout.raw_success("events", day4), b"")
-    params = RunParams(max_volume_ratio=0, mode="republish")  # two small drops: not a day's volume
+    # two small drops: not a day's volume nor a day's mix of users, items and types
+    drift_off = {f"drift_{m}_fail": 0.0 for m in ("type_mix", "popularity", "active_ratio", "new_share")}
+    params = RunParams(max_volume_ratio=0, mode="republish", **drift_off)
     validated = pipeline.validate(store, day4, params)
     assert validated["rows"] == validated["clean_rows"] == len(first) + len(second)
     pipeline.features(store, day4, params)
