@@ -25,7 +25,7 @@ import logging
 import sys
 from datetime import date
 
-from recpipe.config import RunParams, StoreConfig
+from recpipe.config import DRIFT_MEASURES, RunParams, StoreConfig
 from recpipe.errors import RecpipeError
 
 
@@ -126,8 +126,7 @@ def _dispatch(args: argparse.Namespace):
         dates = sources.import_movielens(store, args.path)
         out = {"dates": [dates[0], dates[-1]], "days": len(dates)}
         if args.validate:
-            drift = {} if args.drift_fail else {f"drift_{m}_fail": 0.0
-                                                 for m in ("type_mix", "popularity", "active_ratio", "new_share")}
+            drift = {} if args.drift_fail else {f"drift_{m}_fail": 0.0 for m in DRIFT_MEASURES}
             params = RunParams(max_volume_ratio=args.max_volume_ratio, **drift)
             results = [pipeline.validate(store, dt, params) for dt in dates]
             out.update(rows=sum(r["rows"] for r in results), clean_rows=sum(r["clean_rows"] for r in results))

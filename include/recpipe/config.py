@@ -18,6 +18,8 @@ from recpipe.errors import ConfigError
 MODELS = ("mf", "popularity", "recent", "sasrec", "two_tower")
 #: train: train a candidate and gate it; republish: publish with the champion of that date.
 MODES = ("train", "republish")
+#: The drift measures with a drift_<measure>_warn / drift_<measure>_fail pair of params.
+DRIFT_MEASURES = ("type_mix", "popularity", "active_ratio", "new_share")
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ class RunParams:
         for name in ("drift_active_ratio_warn", "drift_active_ratio_fail"):
             if 0 < getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be 0 (off) or >= 1 (a factor either way), got {getattr(self, name)}.")
-        for measure in ("type_mix", "popularity", "active_ratio", "new_share"):
+        for measure in DRIFT_MEASURES:
             warn, fail = getattr(self, f"drift_{measure}_warn"), getattr(self, f"drift_{measure}_fail")
             if warn and fail and warn > fail:
                 raise ConfigError(f"drift_{measure}_warn ({warn}) is above drift_{measure}_fail ({fail}): the warning "

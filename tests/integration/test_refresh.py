@@ -11,7 +11,7 @@ import pytest
 
 from recpipe import contracts, pipeline, sources
 from recpipe.artifacts import registry
-from recpipe.config import RunParams
+from recpipe.config import DRIFT_MEASURES, RunParams
 from recpipe.contracts import day_bounds
 from recpipe.errors import DataQualityError, PartitionNotFound
 from recpipe.io import landing, layout
@@ -138,7 +138,7 @@ def test_drops_accumulate_and_the_daily_run_closes_the_day(day):
     # the producer closes the day; the daily run reads every drop and its table replaces the refreshed one
     store.put_bytes(layout.raw_success("events", day4), b"")
     # two small drops: not a day's volume nor a day's mix of users, items and types
-    drift_off = {f"drift_{m}_fail": 0.0 for m in ("type_mix", "popularity", "active_ratio", "new_share")}
+    drift_off = {f"drift_{m}_fail": 0.0 for m in DRIFT_MEASURES}
     params = RunParams(max_volume_ratio=0, mode="republish", **drift_off)
     validated = pipeline.validate(store, day4, params)
     assert validated["rows"] == validated["clean_rows"] == len(first) + len(second)
