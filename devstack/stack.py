@@ -78,6 +78,10 @@ def write_env(paths: Paths) -> dict[str, str]:
         "AWS_DEFAULT_REGION": "us-east-1",
         **secret,
         "AIRFLOW_HOME": str(paths.airflow),
+        # SQLite lets one process write at a time; its default 5 s wait for the lock is too short on a
+        # busy 2-core machine (`airflow backfill create` failed with "database is locked" while the
+        # scheduler wrote): wait up to 60 s.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{(paths.airflow / 'airflow.db').absolute()}?timeout=60",
         "AIRFLOW_CONN_RECPIPE_S3": json.dumps(conn),
         "AIRFLOW__CORE__DAGS_FOLDER": str(paths.root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.root / "plugins"),
