@@ -84,6 +84,8 @@ class RunParams:
                                    "by all its positions (unlike negatives, which are per positive).", 1, 100_000)
     max_len: int = _param(0, "sasrec: most recent items per user it reads (0: the 95th percentile of the users' "
                           "history lengths, at most 50).", 0, 1000)
+    collapse_repeats: bool = _param(True, "sasrec: consecutive events on one item (view, view, add_to_cart) count "
+                                    "as one position, the last; false keeps each. Repeats further apart always count.")
     batch_size: int = _param(1024, "Training batch size.", 1, 1 << 20)
     learning_rate: float = _param(0.01, "Adam's learning rate.", 1e-6, 1.0)
     seed: int = _param(42, "Random seed: same seed and data, same model.", 0)

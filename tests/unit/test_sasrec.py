@@ -1,12 +1,16 @@
 """SASRec on a toy sequential world: every user walks the catalogue i → i+1 (mod N)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from recpipe.events import EVENT_TYPES
 from recpipe.models import FitConfig
 from recpipe.models import TrainingData, model_class
+from recpipe.models.base import Events
 from recpipe.models.sasrec import SASRec
-from recpipe.models.sequences import histories, windows
+from recpipe.models.sequences import UNTYPED, histories, typed_histories, windows
 from recpipe.models.keras_fit import setup_device
 
 N_ITEMS, N_USERS, LENGTH = 12, 48, 8
@@ -83,3 +87,45 @@ def test_deterministic_for_a_seed(model):
     again = fitted(walks())
     users = np.arange(N_USERS)
     np.testing.assert_array_equal(model.score(users, N_ITEMS), again.score(users, N_ITEMS))
+
+
+def _events(rows: list[list[tuple[int, str]]]) -> Events:
+    """Events of users 0, 1, … from their (item, type) lists, oldest first."""
+    users = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+    flat = [e for r in rows for e in r]
+    return Events(users, np.array([i for i, _ in flat]), np.array([EVENT_TYPES.index(t) for _, t in flat], np.int8))
+
+
+def test_typed_histories_keep_repeats_and_collapse_only_consecutive_ones():
+    rows = [[(3, "view"), (3, "view"), (3, "add_to_cart"), (5, "view"), (3, "view")], [(7, "purchase")], []]
+    data = replace(walks(), n_users=3, events=_events(rows))
+    code = {t: EVENT_TYPES.index(t) + 1 for t in EVENT_TYPES}
+    items, types = typed_histories(data, collapse=True)
+    assert [h.tolist() for h in items] == [[4, 6, 4], [8], []]  # the run 3, 3, 3 is one position: its last event
+    assert [t.tolist() for t in types] == [[code["add_to_cart"], code["view"], code["view"]], [code["purchase"]], []]
+    items, types = typed_histories(data, collapse=False)
+    assert items[0].tolist() == [4, 4, 4, 6, 4] and types[0].tolist() == [code[t] for _, t in rows[0]]
+    items, types = typed_histories(walks())  # no events: the pairs by last_ts, untyped
+    assert items[5].tolist() == histories(walks())[5].tolist() and set(np.concatenate(types)) == {UNTYPED}
+
+
+def test_the_event_type_is_an_input():
+    """After item 0, a cart leads to item 1 and a view to item 2: only the type tells them apart."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(240):
+        kind = "add_to_cart" if u % 2 else "view"
+        a, b, c = rng.choice(np.arange(3, N_ITEMS), 3, replace=False)
+        rows.append([(a, "view"), (b, "view"), (0, kind), (1 if u % 2 else 2, "view"), (c, "view")])
+    events = _events(rows)
+    users = np.asarray(events.users)
+    data = TrainingData(users, events.items, np.ones(len(users), np.float32), len(rows), N_ITEMS,
+                        np.bincount(events.items, minlength=N_ITEMS).astype(np.float32),
+                        np.arange(len(users), dtype=np.int64), events=events)
+    setup_device(PARAMS.seed)
+    model = SASRec(max_len=4, dropout=0.1)
+    model.fit(data, replace(PARAMS, epochs=30, batch_size=32))
+    now = _events([[(5, "view"), (0, "add_to_cart")], [(5, "view"), (0, "view")]])
+    fresh = model.with_history(replace(data, n_users=2, events=now))
+    scores = fresh.score(np.arange(2), N_ITEMS)
+    assert scores[0, 1] > scores[0, 2] and scores[1, 2] > scores[1, 1]

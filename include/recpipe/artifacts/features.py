@@ -18,7 +18,7 @@ from recpipe.errors import DataError, PartitionNotFound
 from recpipe.io import layout
 from recpipe.io.partitions import Store
 from recpipe.models import TrainingData
-from recpipe.models.base import item_feature_codes
+from recpipe.models.base import Events, item_feature_codes
 
 
 class Features:
@@ -80,23 +80,28 @@ class Features:
         table = table.sort_by("user_idx")
         return table["user_idx"].to_numpy(), table["item_idx"].to_numpy()
 
-    def recent_events(self, before_day: bool, event_weights: dict[str, float]) -> tuple[np.ndarray, ...]:
-        """(user_idx, item_idx, weight, ts µs) of each user's last events (``sequences``: the last
-        L events up to the end of D, repeats included); only those before D if ``before_day``."""
+    def events(self, before_day: bool) -> tuple[np.ndarray, ...]:
+        """(user_idx, item_idx, type code of EVENT_TYPES, ts µs) of each user's last events
+        (``sequences``: the last L events up to the end of D, in time order, repeats included);
+        only those before D if ``before_day``."""
         seq = self.table("sequences")
         parent = pc.list_parent_indices(seq["item_idx"]).to_numpy()
         users = seq["user_idx"].to_numpy()[parent]
         items = pc.list_flatten(seq["item_idx"]).to_numpy()
-        types = pc.list_flatten(seq["event_type"])
-        types = pc.dictionary_encode(pc.cast(types, pa.string()).combine_chunks())  # a few distinct names
-        per_type = np.array([event_weights.get(t, 0.0) for t in types.dictionary.to_pylist()] + [0.0])
-        weight = per_type[types.indices.to_numpy()]
+        types = pc.dictionary_encode(pc.cast(pc.list_flatten(seq["event_type"]), pa.string()).combine_chunks())
+        code = np.array([EVENT_TYPES.index(t) for t in types.dictionary.to_pylist()] + [0], np.int8)
+        types = code[types.indices.to_numpy()]
         ts = pc.list_flatten(seq["event_ts"]).cast(pa.int64()).to_numpy()
         if before_day:
             start = int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
             keep = ts < start
-            users, items, weight, ts = users[keep], items[keep], weight[keep], ts[keep]
-        return users, items, weight, ts
+            users, items, types, ts = users[keep], items[keep], types[keep], ts[keep]
+        return users, items, types, ts
+
+    def recent_events(self, before_day: bool, event_weights: dict[str, float]) -> tuple[np.ndarray, ...]:
+        """(user_idx, item_idx, weight, ts µs): :meth:`events` with each type's weight."""
+        users, items, types, ts = self.events(before_day)
+        return users, items, np.array([event_weights.get(t, 0.0) for t in EVENT_TYPES])[types], ts
 
     def history(self, event_weights: dict[str, float]) -> TrainingData:
         """Every user's interactions through the end of D, as models score from them at publish:
@@ -105,7 +110,8 @@ class Features:
         ``event_weights``), ``last_ts`` the latest touch. Users first seen on D are included."""
         meta = self.meta
         inter = self.table("interactions", columns=["user_idx", "item_idx", "weight", "last_ts"])
-        users, items, weights, ts = self.recent_events(False, event_weights)
+        users, items, types, ts = self.events(False)
+        weights = np.array([event_weights.get(t, 0.0) for t in EVENT_TYPES])[types]
         today = ts >= int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
         u = np.concatenate([inter["user_idx"].to_numpy(), users[today]]).astype(np.int64)
         i = np.concatenate([inter["item_idx"].to_numpy(), items[today]]).astype(np.int64)
@@ -121,7 +127,7 @@ class Features:
             users=(key[last] >> 32).astype(np.int32), items=(key[last] & 0xFFFFFFFF).astype(np.int32),
             weights=np.bincount(group, weights=w[order]).astype(np.float32) if len(key) else np.zeros(0, np.float32),
             n_users=meta["n_users"], n_items=meta["n_items"], popularity=items_["popularity"].to_numpy(),
-            last_ts=t[last], item_features=item_feature_codes(items_))
+            last_ts=t[last], item_features=item_feature_codes(items_), events=Events(users, items, types))
 
     def training_data(self) -> TrainingData:
         """What a model learns from: the interactions before D, as dense indices."""
@@ -147,4 +153,5 @@ class Features:
             last_ts=inter["last_ts"].cast("int64").to_numpy(),
             item_features=item_feature_codes(items),
             purchased=np.isin(key, bought_key),
+            events=Events(*self.events(True)[:3]),
         )

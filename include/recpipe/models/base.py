@@ -60,7 +60,8 @@ class FitConfig:
     batch_size, learning_rate: of the Adam optimiser; seed: same seed and data → same model.
     Sequence models (sasrec): loss "full" | "sampled" | "auto"; shared_negatives: items
     drawn per batch and shared by all its positions (sampled loss); max_len: items read per
-    user (0: adapt to the data).
+    user (0: adapt to the data); collapse_repeats: consecutive events on one item count once
+    (repeats further apart always count).
     """
 
     epochs: int = 8
@@ -69,9 +70,21 @@ class FitConfig:
     loss: str = "auto"
     shared_negatives: int = 256
     max_len: int = 0
+    collapse_repeats: bool = True
     batch_size: int = 1024
     learning_rate: float = 0.01
     seed: int = 42
+
+
+@dataclass(frozen=True)
+class Events:
+    """Users' latest events in time order, repeats included (the ``sequences`` feature table):
+    flat (n_events,) arrays grouped by user, oldest first. users, items: dense indices;
+    types: int8 codes of ``recpipe.events.EVENT_TYPES``."""
+
+    users: np.ndarray
+    items: np.ndarray
+    types: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,8 @@ class TrainingData:
     item_features: (n_items, len(ITEM_FEATURES)) int32 — hashed content features, 0 = missing
         (see :func:`item_feature_codes`); feature-based models score new items from them.
     purchased: (n_interactions,) bool — the user bought the item (the purchase task's label).
+    events: each user's latest events, repeats and types included (:class:`Events`); sequence
+        models read them when present, else the pairs ordered by ``last_ts``.
     """
 
     users: np.ndarray
@@ -96,6 +111,7 @@ class TrainingData:
     last_ts: np.ndarray | None = None
     item_features: np.ndarray | None = None
     purchased: np.ndarray | None = None
+    events: Events | None = None
 
 
 class Recommender(ABC):

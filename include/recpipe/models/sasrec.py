@@ -1,11 +1,15 @@
 """SASRec (Kang & McAuley, 2018): next-item prediction by causal self-attention, in Keras 3.
 
-A user's history is their items ordered by ``last_ts`` (ties by item index); the model reads
-the most recent L = ``max_len`` of them and scores every item as the next one. Item ids are
-shifted by +1 so that 0 pads sequences on the left; the item embedding E (V = n_items + 1
-rows) is shared by input and output: score = hidden · Eᵀ. L adapts to the data unless
-given: the 95th percentile of the users' history lengths, at most 50 (short histories,
-as in most shops, give short windows instead of mostly padding).
+A user's history is their events in time order, repeats included (``TrainingData.events``:
+a re-view days later is a position of its own; ``collapse_repeats`` merges a run of
+consecutive events on one item into its last), or without events their items ordered by
+``last_ts`` (ties by item index). Each position is the item's embedding plus its event
+type's (view, add_to_cart, purchase, …; "untyped" for plain pairs), so a cart weighs
+otherwise than a view. The model reads the most recent L = ``max_len`` positions and scores
+every item as the next one. Item ids are shifted by +1 so that 0 pads sequences on the left;
+the item embedding E (V = n_items + 1 rows) is shared by input and output: score = hidden · Eᵀ.
+L adapts to the data unless given: the 95th percentile of the users' history lengths, at
+most 50 (short histories, as in most shops, give short windows instead of mostly padding).
 
 Training: each user's history is cut into windows of L (from the end); every real
 position predicts the item that follows it. Batches group windows of about one length and
@@ -44,6 +48,7 @@ chunk of C = min(1024, 2²⁶/V) users. E.g. a million items at d = 64 with the 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -56,7 +61,7 @@ from keras import layers, ops
 from recpipe.errors import ConfigError
 from recpipe.models import keras_fit, memory
 from recpipe.models.base import FitConfig, Recommender, TrainingData, grow_weights, pad_items
-from recpipe.models.sequences import histories, known_only, pad_left, windows
+from recpipe.models.sequences import TYPE_CODES, known_only, pad_left, typed_histories, windows
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +94,16 @@ def sampled_loss(loss: str, n_items: int) -> bool:
 
 def build(n_items: int, max_len: int = MAX_LEN, dim: int = 64, blocks: int = NUM_BLOCKS,
           heads: int = NUM_HEADS, dropout: float = DROPOUT, seed: int = 0):
-    """The Keras graph: seq (B, l) int32, l ≤ max_len, 0 = padding on the left → hidden states (B, l, d).
+    """The Keras graph: [seq, types] (B, l) int32 each, l ≤ max_len, 0 = padding on the left
+    (types: ``sequences.TYPE_CODES`` codes) → hidden states (B, l, d).
 
     Positions count from the end (the newest item is always position max_len - 1), so a
     batch of short sequences may be cut to its last l columns. Layer "encoded" holds the
-    final hidden states; "item_embedding" E is (V, d); "position_embedding" has max_len rows.
+    final hidden states; "item_embedding" E is (V, d); "position_embedding" has max_len rows;
+    "type_embedding" (TYPE_CODES, d) starts at zero (untyped data learns one constant).
     """
     seq = keras.Input(shape=(None,), dtype="int32", name="seq")
+    types = keras.Input(shape=(None,), dtype="int32", name="types")
     items = layers.Embedding(
         n_items + 1, dim, embeddings_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
         name="item_embedding")
@@ -103,9 +111,10 @@ def build(n_items: int, max_len: int = MAX_LEN, dim: int = 64, blocks: int = NUM
     pos = layers.Embedding(max_len, dim, name="position_embedding")(
         ops.cumsum(ones, axis=1) - 1 + max_len - ops.sum(ones, axis=1, keepdims=True))
     x = items(seq)
+    kind = layers.Embedding(TYPE_CODES, dim, embeddings_initializer="zeros", name="type_embedding")(types)
     real = ops.not_equal(seq, 0)  # (B, L)
     keep = ops.expand_dims(ops.cast(real, x.dtype), -1)  # (B, L, 1): zeroes padded positions
-    x = layers.Dropout(dropout, seed=seed)(x * dim**0.5 + pos) * keep
+    x = layers.Dropout(dropout, seed=seed)(x * dim**0.5 + kind + pos) * keep
     for b in range(blocks):
         q = layers.LayerNormalization(epsilon=1e-8, name=f"attention_norm_{b}")(x)
         a = layers.MultiHeadAttention(heads, dim // heads, dropout=dropout, seed=seed + 1 + b, name=f"attention_{b}")(
@@ -116,7 +125,7 @@ def build(n_items: int, max_len: int = MAX_LEN, dim: int = 64, blocks: int = NUM
         f = layers.Dropout(dropout, seed=seed + 201 + b)(layers.Dense(dim, name=f"ffn_out_{b}")(f))
         x = (x + f) * keep
     h = layers.LayerNormalization(epsilon=1e-8, name="encoded")(x)
-    return keras.Model(seq, h, name="sasrec")
+    return keras.Model([seq, types], h, name="sasrec")
 
 
 def max_len_of(model) -> int:
@@ -124,14 +133,15 @@ def max_len_of(model) -> int:
     return int(model.get_layer("position_embedding").input_dim)
 
 
-def next_item_loss(hidden, targets, table, n_items: int, sampled: bool, negatives: int, seed, log_q=None):
+def next_item_loss(hidden, targets, table, n_items: int, sampled: bool, negatives: int, seed, target_share=None):
     """Mean softmax cross-entropy of the next item at the real positions (targets > 0), float32.
 
     hidden (B, L, d), targets (B, L) int32 items + 1, table E (V, d); ``seed`` (2,) int
-    draws the batch's shared negatives. ``log_q`` (V,) float32, with ``sampled``: also take
-    ``negatives`` of the batch's own targets as negatives (popularity-distributed) and
-    correct every candidate's logit by -log Q(i), Q(i) = log_q's expected count of item i
-    among the negatives (the logQ correction; None: uniform negatives only, Q constant).
+    draws the batch's shared negatives. ``target_share`` (V,) float32, with ``sampled``: also
+    take up to ``negatives`` of the batch's own N targets as negatives (m = min(K, N) of them,
+    popularity-distributed) and correct every candidate's logit by -log Q(i), Q(i) = K/n_items
+    + m·target_share(i), item i's expected count among the negatives (the logQ correction;
+    None: uniform negatives only, Q constant).
     """
     real = targets > 0
     h = tf.cast(tf.boolean_mask(hidden, real), tf.float32)  # (N, d): real positions only
@@ -139,14 +149,18 @@ def next_item_loss(hidden, targets, table, n_items: int, sampled: bool, negative
     emb = tf.cast(table, tf.float32)
     if sampled:
         neg = tf.random.stateless_uniform((negatives,), seed=seed, minval=1, maxval=n_items + 1, dtype=tf.int32)
-        if log_q is not None:
+        if target_share is not None:
             in_batch = tf.random.experimental.stateless_shuffle(t, seed=seed + 1)[:negatives]
             neg = tf.concat([neg, in_batch], 0)
+            drawn = tf.cast(tf.size(in_batch), tf.float32)
+
+            def log_q(items):
+                return tf.math.log(negatives / n_items + drawn * tf.gather(target_share, items))
         pos = tf.reduce_sum(h * tf.gather(emb, t), -1, keepdims=True)  # (N, 1)
         other = tf.matmul(h, tf.gather(emb, neg), transpose_b=True)  # (N, K)
-        if log_q is not None:
-            pos -= tf.gather(log_q, t)[:, None]
-            other -= tf.gather(log_q, neg)[None, :]
+        if target_share is not None:
+            pos -= log_q(t)[:, None]
+            other -= log_q(neg)[None, :]
         other = tf.where(tf.equal(neg[None, :], t[:, None]), tf.constant(-1e9, tf.float32), other)
         losses = tf.reduce_logsumexp(tf.concat([pos, other], 1), axis=1) - pos[:, 0]
     else:
@@ -155,47 +169,46 @@ def next_item_loss(hidden, targets, table, n_items: int, sampled: bool, negative
     return tf.reduce_sum(losses) / tf.maximum(tf.cast(tf.size(t), tf.float32), 1.0)
 
 
-def log_q(targets: np.ndarray, n_items: int, negatives: int) -> np.ndarray:
-    """(V,) float32: log of item i's expected count among a batch's negatives, ``negatives``
-    uniform draws plus ``negatives`` in-batch targets (drawn by their frequency in ``targets``)."""
+def target_share(targets: np.ndarray, n_items: int) -> np.ndarray:
+    """(V,) float32: each item's share of the training targets (``targets`` > 0, items + 1):
+    the chance that an in-batch negative is that item."""
     freq = np.bincount(targets[targets > 0], minlength=n_items + 1).astype(np.float64)
-    q = negatives / n_items + negatives * freq / max(freq.sum(), 1.0)
-    return np.log(np.maximum(q, 1e-12)).astype(np.float32)
+    return (freq / max(freq.sum(), 1.0)).astype(np.float32)
 
 
 class _Trainer(keras.Model):
     """Training only: the encoder with :func:`next_item_loss` (not saved; the encoder is)."""
 
-    def __init__(self, encoder, n_items: int, sampled: bool, negatives: int, seed: int, log_q=None):
+    def __init__(self, encoder, n_items: int, sampled: bool, negatives: int, seed: int, target_share=None):
         super().__init__(name="sasrec")
         self.encoder, self.n_items, self.sampled, self.negatives, self.seed = encoder, n_items, sampled, negatives, seed
-        self.log_q = None if log_q is None else tf.constant(log_q)
+        self.target_share = None if target_share is None else tf.constant(target_share)
 
-    def call(self, seq, training=False):
-        return self.encoder(seq, training=training)
+    def call(self, inputs, training=False):
+        return self.encoder(list(inputs), training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         step = tf.cast(self.optimizer.iterations, tf.int64)
         return next_item_loss(y_pred, y, self.encoder.get_layer("item_embedding").embeddings, self.n_items,
                               self.sampled, self.negatives, tf.stack([tf.constant(self.seed, tf.int64), step]),
-                              self.log_q)
+                              self.target_share)
 
 
 class _ValidationNDCG(keras.callbacks.Callback):
     """Adds ``val_ndcg@10`` to each epoch's logs: the held-out item's rank over all items,
     the items of the user's sequence excluded."""
 
-    def __init__(self, encoder, seqs: np.ndarray, targets: np.ndarray):
+    def __init__(self, encoder, seqs: np.ndarray, types: np.ndarray, targets: np.ndarray):
         super().__init__()
-        self.encoder, self.seqs, self.targets = encoder, seqs, targets
-        self.last = tf.function(lambda s: encoder(s, training=False)[:, -1])
+        self.encoder, self.seqs, self.types, self.targets = encoder, seqs, types, targets
+        self.last = tf.function(lambda s, t: encoder([s, t], training=False)[:, -1])
 
     def on_epoch_end(self, epoch, logs=None):
         emb = self.encoder.get_layer("item_embedding").embeddings.numpy()[1:]
         gains, chunk = [], memory.validation_chunk(len(emb))
         for i in range(0, len(self.seqs), chunk):
             seqs, target = self.seqs[i:i + chunk], self.targets[i:i + chunk] - 1
-            scores = np.asarray(self.last(seqs)) @ emb.T
+            scores = np.asarray(self.last(seqs, self.types[i:i + chunk])) @ emb.T
             rows = np.arange(len(seqs))
             truth = scores[rows, target].copy()
             r, c = np.nonzero(seqs)
@@ -210,17 +223,21 @@ class SASRec(Recommender):
     name = "sasrec"
     holds_out_last_item = True  # fit validates on each user's last item (≥ 3 items), never trained on
 
-    def __init__(self, model=None, sequences: np.ndarray | None = None, max_len: int | None = None,
-                 blocks: int = NUM_BLOCKS, heads: int = NUM_HEADS, dropout: float = DROPOUT):
-        self.model, self.sequences = model, sequences  # sequences: (n_users, L) int32, items + 1
+    def __init__(self, model=None, sequences: np.ndarray | None = None, types: np.ndarray | None = None,
+                 max_len: int | None = None, blocks: int = NUM_BLOCKS, heads: int = NUM_HEADS,
+                 dropout: float = DROPOUT, collapse_repeats: bool = True):
+        self.model, self.sequences, self.types = model, sequences, types  # (n_users, L) int32: items + 1, type codes
+        self.collapse_repeats = collapse_repeats  # as trained: newer histories are read the same way
         self.max_len, self.blocks, self.heads, self.dropout = max_len, blocks, heads, dropout  # max_len None: config's
         self._encoder = None
 
     def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
         keras.utils.set_random_seed(config.seed)
-        hists = histories(data)
+        self.collapse_repeats = config.collapse_repeats
+        hists, kinds = typed_histories(data, self.collapse_repeats)
         held = [len(h) >= 3 for h in hists]  # the last item of these users validates
         train_hists = [h[:-1] if v else h for h, v in zip(hists, held)]
+        train_kinds = [k[:-1] if v else k for k, v in zip(kinds, held)]
         lengths = np.fromiter(map(len, train_hists), np.int64, len(train_hists))
         if self.max_len:
             L = self.max_len
@@ -238,20 +255,22 @@ class SASRec(Recommender):
             sampled=sampled, negatives=config.shared_negatives))
 
         x, y = windows(train_hists, L)
+        tx, _ = windows(train_kinds, L)  # the same windows: each input position's event type
         lengths_w = (x > 0).sum(axis=1)  # batches group windows of a length: little padding to compute
         val_users = np.flatnonzero(held)
         if len(val_users) > VAL_USERS:
             val_users = np.sort(np.random.default_rng(config.seed).choice(val_users, VAL_USERS, replace=False))
         val_x = pad_left([hists[u][:-1] for u in val_users], L)
+        val_k = pad_left([kinds[u][:-1] for u in val_users], L)
         val_t = np.array([hists[u][-1] for u in val_users], np.int32)
-        del train_hists
-        xs, ys = tf.constant(x), tf.constant(y)
-        del x, y
+        del train_hists, train_kinds
+        xs, ts, ys = tf.constant(x), tf.constant(tx), tf.constant(y)
+        del x, tx, y
 
         def batch(rows):  # the batch's windows, cut to the longest real length among them
-            x_rows, y_rows = tf.gather(xs, rows), tf.gather(ys, rows)
+            x_rows, t_rows, y_rows = tf.gather(xs, rows), tf.gather(ts, rows), tf.gather(ys, rows)
             cut = L - tf.reduce_max(tf.reduce_sum(tf.cast(x_rows > 0, tf.int32), axis=1))
-            return x_rows[:, cut:], y_rows[:, cut:]
+            return (x_rows[:, cut:], t_rows[:, cut:]), y_rows[:, cut:]
 
         train = (keras_fit.index_batches(int(xs.shape[0]), config.batch_size, config.seed, True, lengths=lengths_w)
                  .map(batch).prefetch(tf.data.AUTOTUNE))
@@ -262,59 +281,67 @@ class SASRec(Recommender):
         log.info("sasrec: %d training windows of %d, %s loss%s, %d validation users", int(xs.shape[0]), L,
                  "sampled" if sampled else "full", f" ({config.shared_negatives} shared negatives)" if sampled else "",
                  len(val_x))
-        correction = log_q(ys.numpy(), data.n_items, config.shared_negatives) if sampled and IN_BATCH else None
+        correction = target_share(ys.numpy(), data.n_items) if sampled and IN_BATCH else None
         trainer = _Trainer(self.model, data.n_items, sampled, config.shared_negatives, config.seed, correction)
-        callbacks = (_ValidationNDCG(self.model, val_x, val_t),) if len(val_x) else ()
+        callbacks = (_ValidationNDCG(self.model, val_x, val_k, val_t),) if len(val_x) else ()
         summary = keras_fit.fit(
             trainer, train, None, config.epochs, patience=PATIENCE,
             optimizer=keras_fit.LazyAdam(config.learning_rate, beta_2=0.98), loss=None,
             monitor=f"val_ndcg@{K}" if callbacks else "loss", mode="max" if callbacks else "min", callbacks=callbacks)
-        self.sequences, self._encoder = pad_left(hists, L), None
+        self.sequences, self.types, self._encoder = pad_left(hists, L), pad_left(kinds, L), None
         return {**summary, "max_len": L, "objective": "sampled" if sampled else "full"}
 
     def with_history(self, data: TrainingData, since: int | None = None) -> "SASRec":
         """The same network, scoring from the histories in ``data`` (e.g. newer interactions, new
         users too); items it has no embedding for are left out of the sequences."""
         L = max_len_of(self.model)
-        data = known_only(data, self.model.get_layer("item_embedding").input_dim - 1)
-        return SASRec(self.model, pad_left(histories(data), L), L, self.blocks, self.heads, self.dropout)
+        hists, kinds = typed_histories(known_only(data, self.model.get_layer("item_embedding").input_dim - 1),
+                                       self.collapse_repeats)
+        return SASRec(self.model, pad_left(hists, L), pad_left(kinds, L), L, self.blocks, self.heads, self.dropout,
+                      self.collapse_repeats)
 
     def item_vectors(self) -> np.ndarray:
         """E without the padding row: (n_items, d), the input and output item embedding."""
         return self.model.get_layer("item_embedding").embeddings.numpy()[1:]
 
-    def _rows(self, users: np.ndarray) -> np.ndarray:
-        """(len(users), L) sequences; users the model never saw get an all-padding row."""
+    def _rows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(len(users), L) sequences and their types; users the model never saw get all padding."""
         users = np.asarray(users)
         known = users < len(self.sequences)
-        out = np.zeros((len(users), self.sequences.shape[1]), dtype=np.int32)
-        out[known] = self.sequences[users[known]]
-        return out
+        seqs, types = (np.zeros((len(users), self.sequences.shape[1]), dtype=np.int32) for _ in range(2))
+        seqs[known], types[known] = self.sequences[users[known]], self.types[users[known]]
+        return seqs, types
 
     def _logits(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32: hidden state after each user's latest item · Eᵀ."""
         if self._encoder is None:
             self._encoder = keras.Model(self.model.input, self.model.get_layer("encoded").output)
-        seqs = self._rows(users)
+        seqs, types = self._rows(users)
         emb = self.model.get_layer("item_embedding").embeddings.numpy()[1:]
-        hidden = [np.asarray(self._encoder(seqs[i:i + SCORE_BATCH], training=False))[:, -1]
+        hidden = [np.asarray(self._encoder([seqs[i:i + SCORE_BATCH], types[i:i + SCORE_BATCH]], training=False))[:, -1]
                   for i in range(0, len(seqs), SCORE_BATCH)]
         return (np.concatenate(hidden) if hidden else np.zeros((0, emb.shape[1]), np.float32)) @ emb.T
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
         """P(next item) over the model's items (softmax of the logits); -inf for unseen items."""
-        z = self._logits(users).astype(np.float64)
-        z = np.exp(z - z.max(axis=1, keepdims=True, initial=-np.inf))
-        return pad_items((z / z.sum(axis=1, keepdims=True)).astype(np.float32), n_items)
+        z = self._logits(users)  # float32: after subtracting each row's max, exp cannot overflow
+        z -= z.max(axis=1, keepdims=True, initial=-np.inf)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return pad_items(z, n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
-        return self._rows(users)[:, -1] != 0
+        return self._rows(users)[0][:, -1] != 0
 
     def save(self, directory: Path) -> None:
         self.model.save(directory / "model.keras")
         np.save(directory / "sequences.npy", self.sequences)
+        np.save(directory / "types.npy", self.types)
+        (directory / "sasrec.json").write_text(json.dumps({"collapse_repeats": self.collapse_repeats}))
 
     @classmethod
     def load(cls, directory: Path) -> "SASRec":
         model = keras.models.load_model(directory / "model.keras", compile=False)
-        return cls(model, np.load(directory / "sequences.npy"), max_len=max_len_of(model))
+        settings = json.loads((directory / "sasrec.json").read_text())
+        return cls(model, np.load(directory / "sequences.npy"), np.load(directory / "types.npy"),
+                   max_len=max_len_of(model), collapse_repeats=settings["collapse_repeats"])
