@@ -182,9 +182,19 @@ def top_k_with_fallback(
     return top_k(model, users[personal], n_items, k, exclude, blocked, reasons), fell
 
 
+def union_pairs(*pairs: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(user_idx, item_idx) exclusion pairs of every given set (None: none), as ``exclude`` takes them."""
+    given = [p for p in pairs if p is not None]
+    return (np.concatenate([np.asarray(u, np.int64) for u, _ in given] + [np.zeros(0, np.int64)]),
+            np.concatenate([np.asarray(i, np.int64) for _, i in given] + [np.zeros(0, np.int64)]))
+
+
 def blend(primary: pa.Table, repeats: pa.Table, slots: int, k: int) -> pa.Table:
     """Each user's first ``slots`` items of ``repeats`` that they touched (score ≥ 0, as the
     ``recent`` model scores them), then ``primary``'s items not already listed, k in all.
+    With repeat slots, ``primary`` is meant to be ranked without the user's touched items
+    (``exclude`` = purchases ∪ touched pairs, :func:`union_pairs`): re-engagement in the
+    repeat slots, discovery in the others (the gate and publish rank it so).
 
     Tables as :func:`top_k` returns (user_idx, item_idx, rank, score), each user's rows in
     rank order; the output adds ``repeat`` (bool: the row came from ``repeats``), ranks 1..k.
