@@ -179,6 +179,11 @@ def test_beside_repeat_slots_the_models_slots_hold_only_untouched_items():
     untouched = [i for i in np.argsort(-model.matrix[0], kind="stable") if i not in (1, 2, 3, 4)]
     assert out["item_idx"].to_pylist() == best_touched + untouched[:2]  # [4, 3] then the model's 5, 6
     assert out["repeat"].to_pylist() == [True, True, False, False]
+    # discovery running out (one untouched item left): the user's further touched items fill the list
+    all_repeats = top_k(recent, users, 8, 4, bought)
+    short = scoring.blend(discovery.slice(0, 1), all_repeats, slots=2, k=4)
+    assert short["item_idx"].to_pylist() == best_touched + untouched[:1] + [2]
+    assert short["repeat"].to_pylist() == [True, True, False, True]
     plain = scoring.blend(top_k(model, users, 8, 4, bought), repeats, slots=0, k=4)
     assert plain["item_idx"].to_pylist() == [2, 3, 4, 5]  # without repeat slots the model's own order
     assert scoring.union_pairs(None, None)[0].size == 0

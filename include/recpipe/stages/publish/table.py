@@ -197,7 +197,7 @@ def recommend(features: Features, params: RunParams, choice: dict[str, Any], use
                 for s, i, r in zip(("personalized", "fallback"), (0, 1), ranked)]
     primary = pa.concat_tables(labelled).sort_by([("user_idx", "ascending"), ("rank", "ascending")])
     recent = registry.recent(store, dt, before_day=False, event_weights=params.event_weights)
-    repeats = scoring.top_k(recent, user_idx, features.n_items, slots, exclude, blocked)
+    repeats = scoring.top_k(recent, user_idx, features.n_items, k if slots else 0, exclude, blocked)  # k: fillers
     recs = scoring.blend(primary.select(["user_idx", "item_idx", "rank", "score"]), repeats, slots, k)
     # each row's strategy, model and reason item: the primary row it came from, or the recent items
     origin = pc.index_in(pa.array(recs["user_idx"].to_numpy().astype("int64") << 32
