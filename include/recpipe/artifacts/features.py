@@ -81,8 +81,9 @@ class Features:
         return table["user_idx"].to_numpy(), table["item_idx"].to_numpy()
 
     def recent_events(self, before_day: bool, event_weights: dict[str, float]) -> tuple[np.ndarray, ...]:
-        """(user_idx, item_idx, weight, ts µs) of each user's last events (``sequences``: the last
-        L events up to the end of D, repeats included); only those before D if ``before_day``."""
+        """(user_idx, item_idx, weight, ts µs, type code: its place in ``EVENT_TYPES``) of each
+        user's last events (``sequences``: the last L events up to the end of D, repeats
+        included); only those before D if ``before_day``."""
         seq = self.table("sequences")
         parent = pc.list_parent_indices(seq["item_idx"]).to_numpy()
         users = seq["user_idx"].to_numpy()[parent]
@@ -91,12 +92,14 @@ class Features:
         types = pc.dictionary_encode(pc.cast(types, pa.string()).combine_chunks())  # a few distinct names
         per_type = np.array([event_weights.get(t, 0.0) for t in types.dictionary.to_pylist()] + [0.0])
         weight = per_type[types.indices.to_numpy()]
+        names = types.dictionary.to_pylist()
+        code = np.array([EVENT_TYPES.index(t) if t in EVENT_TYPES else -1 for t in names] + [-1])[types.indices.to_numpy()]
         ts = pc.list_flatten(seq["event_ts"]).cast(pa.int64()).to_numpy()
         if before_day:
             start = int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
             keep = ts < start
-            users, items, weight, ts = users[keep], items[keep], weight[keep], ts[keep]
-        return users, items, weight, ts
+            users, items, weight, ts, code = users[keep], items[keep], weight[keep], ts[keep], code[keep]
+        return users, items, weight, ts, code
 
     def history(self, event_weights: dict[str, float]) -> TrainingData:
         """Every user's interactions through the end of D, as models score from them at publish:
@@ -105,7 +108,7 @@ class Features:
         ``event_weights``), ``last_ts`` the latest touch. Users first seen on D are included."""
         meta = self.meta
         inter = self.table("interactions", columns=["user_idx", "item_idx", "weight", "last_ts"])
-        users, items, weights, ts = self.recent_events(False, event_weights)
+        users, items, weights, ts, _ = self.recent_events(False, event_weights)
         today = ts >= int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
         u = np.concatenate([inter["user_idx"].to_numpy(), users[today]]).astype(np.int64)
         i = np.concatenate([inter["item_idx"].to_numpy(), items[today]]).astype(np.int64)
