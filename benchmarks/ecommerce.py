@@ -2,8 +2,9 @@
 
     python benchmarks/ecommerce.py --out benchmarks/results/ecommerce.json
 
-Seeds the synthetic shop (``ShopSpec()``: views, re-views, carts and purchases across
-days, about half of the purchases of items touched before), validates its history, runs
+Seeds the synthetic shop (``ShopSpec()``: views, re-views, carts and purchases across days,
+about half of the purchases of items touched before; ``--seed`` and ``--p-revisit`` give
+other shops of the kind), validates its history, runs
 the daily pipeline (``--model``, default mf) for the last ``--dates`` dates but one, and
 measures each published table for date D against what users did on D + 1:
 
@@ -16,7 +17,8 @@ The same two figures for the heuristics computed here from the clean events up t
 end of D, independently of the library: ``recent`` (the 10 items the user touched most
 recently and has not bought) and ``popularity`` (the 10 items with most events over the
 last 7 days, less what the user bought). Targets: table purchase HR ≥ 1.1 × recent's,
-table new-item HR ≥ 1.1 × popularity's.
+table new-item HR ≥ 1.1 × popularity's. ``repeat_ceiling.purchase_hr@10``: the purchase HR
+of every touched, unbought item at once (:func:`repeat_ceiling`), what repeats alone can reach.
 
 Fresh history: the date's trained candidate (whatever the gate chose), without repeat
 slots, as publish scores it from history through the end of D (``fresh``) and from the
@@ -97,16 +99,30 @@ def hit_rates(lists: dict[str, list[str]], history: pd.DataFrame, nextday: pd.Da
     return out
 
 
+def repeat_ceiling(history: pd.DataFrame, nextday: pd.DataFrame, users: set[str]) -> float:
+    """The purchase HR of a list holding every item the user touched and had not bought by the
+    end of D (any length): the share of D + 1's buyers among ``users`` who bought one of those.
+    No list of repeats alone, however ranked, does better; the rest must come from new items."""
+    own = history.groupby("user_id")["item_id"].agg(set)
+    bought = history[history.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    buys = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    buyers = [u for u in buys.index if u in users]
+    hit = sum(bool(buys[u] & (own.get(u, set()) - bought.get(u, set()))) for u in buyers)
+    return hit / max(len(buyers), 1)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mf")
     p.add_argument("--dates", type=int, default=4, help="publish this many dates, the last seeded day judges the last")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--repeat-slots", type=int, default=-1, help="the run param (-1: the gate chooses)")
+    p.add_argument("--seed", type=int, default=ShopSpec.seed, help="the shop's seed (another shop, same kind)")
+    p.add_argument("--p-revisit", type=float, default=ShopSpec.p_revisit, help="the shop's re-engagement")
     p.add_argument("--out")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    spec = ShopSpec()
+    spec = ShopSpec(seed=args.seed, p_revisit=args.p_revisit)
     started = time.monotonic()
     results = []
     with temporary_store() as store:
@@ -132,16 +148,19 @@ def main() -> int:
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
                    "repeat_slots": decision["repeat_slots"],
+                   "repeat_ceiling.purchase_hr@10": repeat_ceiling(history, nextday, set(lists["table"])),
                    **{f"{name}.{k}": v for name, ls in lists.items() for k, v in hit_rates(ls, history, nextday).items()}}
             print(json.dumps(row), flush=True)
             results.append(row)
     mean = {k: sum(r[k] for r in results) / len(results) for k in results[0] if "hr@" in k}
     out = {
         "benchmark": "ecommerce", "machine": machine(), "spec": {"users": spec.users, "items": spec.items,
-                                                                 "days": spec.days, "p_revisit": spec.p_revisit},
+                                                                 "days": spec.days, "p_revisit": spec.p_revisit,
+                                                                 "seed": spec.seed},
         "model": args.model, "repeat_slots_param": args.repeat_slots, "dates": results, "mean": mean,
         "purchase_vs_recent": mean[f"table.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "new_item_vs_popularity": mean[f"table.new_item_hr@{K}"] / max(mean[f"popularity.new_item_hr@{K}"], 1e-9),
+        "repeat_ceiling_vs_recent": mean[f"repeat_ceiling.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "peak_rss_gib": round(peak_rss_gib(), 2), "seconds": round(time.monotonic() - started, 1),
     }
     out["fresh_gain"] = {m: mean[f"fresh.{m}_hr@{K}"] / max(mean[f"stale.{m}_hr@{K}"], 1e-9)

@@ -95,8 +95,9 @@ class RunParams:
     max_unknown_item_rate: float = _param(0.05, "Largest share of events about items the catalog does not list.", 0, 1)
     min_lift_over_popularity: float = _param(0.05, "Candidate NDCG@K must beat popularity by this relative margin.",
                                              0, 10)
-    min_lift_over_recent: float = _param(0.0, "Candidate NDCG@K must reach the recent heuristic's (each user's "
-                                         "recently touched items) times 1 + this.", 0, 10)
+    min_lift_over_recent: float = _param(0.0, "The candidate's balance@K (the worse of its hold-out purchase hit "
+                                         "rate over the recent heuristic's and its new-item hit rate over "
+                                         "popularity's) must reach the recent heuristic's times 1 + this.", 0, 10)
     max_drop_vs_champion: float = _param(0.02, "Candidate NDCG@K may be at most this much (relative) below the "
                                          "serving model's (the one that published the latest table).", 0, 1)
     confidence_level: float = _param(0.9, "The gate's thresholds apply to the lower bound of this two-sided "
@@ -120,7 +121,8 @@ class RunParams:
     fail_on_rejection: bool = _param(True, "Mark the run failed when the gate rejects the candidate (the "
                                      "champion's table is still published).")
     repeat_slots: int = _param(-1, "Slots of each user's list given to their recently touched items (not bought), "
-                               "ahead of the model's items: -1 lets the gate choose 0..top_k by hold-out NDCG.", -1, 500)
+                               "ahead of the model's items, which are then items the user never touched: -1 lets "
+                               "the gate choose 0..top_k by hold-out balance@K (purchases and new items).", -1, 500)
     event_weights: dict = _param(EVENT_WEIGHTS, "Weight of each event type as implicit feedback (popularity, "
                                  "interaction weights, the recent heuristic); give only the types to change, "
                                  "e.g. {\"purchase\": 8}.")

@@ -182,20 +182,31 @@ def top_k_with_fallback(
     return top_k(model, users[personal], n_items, k, exclude, blocked, reasons), fell
 
 
+def union_pairs(*pairs: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(user_idx, item_idx) exclusion pairs of every given set (None: none), as ``exclude`` takes them."""
+    given = [p for p in pairs if p is not None]
+    return (np.concatenate([np.asarray(u, np.int64) for u, _ in given] + [np.zeros(0, np.int64)]),
+            np.concatenate([np.asarray(i, np.int64) for _, i in given] + [np.zeros(0, np.int64)]))
+
+
 def blend(primary: pa.Table, repeats: pa.Table, slots: int, k: int) -> pa.Table:
     """Each user's first ``slots`` items of ``repeats`` that they touched (score ≥ 0, as the
-    ``recent`` model scores them), then ``primary``'s items not already listed, k in all.
+    ``recent`` model scores them), then ``primary``'s items not already listed, then (when
+    ``primary`` runs out) their further touched items of ``repeats``, k in all.
+    With repeat slots, ``primary`` is meant to be ranked without the user's touched items
+    (``exclude`` = purchases ∪ touched pairs, :func:`union_pairs`): re-engagement in the
+    repeat slots, discovery in the others (the gate and publish rank it so).
 
     Tables as :func:`top_k` returns (user_idx, item_idx, rank, score), each user's rows in
     rank order; the output adds ``repeat`` (bool: the row came from ``repeats``), ranks 1..k.
     """
-    mask = pa.array(np.zeros(repeats.num_rows, bool))
-    if slots > 0:
-        mask = pc.and_(pc.less_equal(repeats["rank"], slots), pc.greater_equal(repeats["score"], 0.0))
-    rep = repeats.filter(mask)
+    rep = repeats.filter(pc.greater_equal(repeats["score"], 0.0)) if slots > 0 else repeats.slice(0, 0)
     users = np.concatenate([rep["user_idx"].to_numpy(), primary["user_idx"].to_numpy()]).astype(np.int64)
     items = np.concatenate([rep["item_idx"].to_numpy(), primary["item_idx"].to_numpy()]).astype(np.int64)
-    order_key = np.concatenate([rep["rank"].to_numpy(), primary["rank"].to_numpy() + slots]).astype(np.int64)
+    rep_rank = rep["rank"].to_numpy().astype(np.int64)
+    after = int(pc.max(primary["rank"]).as_py() or 0) + slots  # repeats beyond the slots: after every primary row
+    order_key = np.concatenate([np.where(rep_rank <= slots, rep_rank, rep_rank + after),
+                                primary["rank"].to_numpy() + slots]).astype(np.int64)
     scores = np.concatenate([rep["score"].to_numpy(), primary["score"].to_numpy()])
     source = np.r_[np.ones(rep.num_rows, bool), np.zeros(primary.num_rows, bool)]
     order = np.lexsort((order_key, users))

@@ -81,6 +81,16 @@ def test_metrics_json_has_confidence_and_slices(shop):
     assert all(0 < slices[f"items:{b}"]["users"] <= users for b in ("head", "torso", "tail"))
     assert [n for n in slices if n.startswith("category:")]
     assert {"candidate", "popularity"} <= set(slices["users:returning"])
+    # the two objectives: D's purchases and D's first touches, each of the hold-out's users; balance is the worse lift
+    holdout = store.read_table(f"features/dt={day}", "holdout").to_pandas()
+    inter = store.read_table(f"features/dt={day}", "interactions", columns=["user_idx", "item_idx"]).to_pandas()
+    seen = set(zip(inter.user_idx, inter.item_idx))
+    new = holdout[[pair not in seen for pair in zip(holdout.user_idx, holdout.item_idx)]]
+    assert m["candidate"]["new_item_users"] == new.user_idx.nunique() > 0
+    assert 0 < m["candidate"]["purchase_users"] <= users
+    lifts = [m["candidate"][f"{o}_hit_rate@10"] / m[b][f"{o}_hit_rate@10"] for o, b in
+             (("purchase", "recent"), ("new_item", "popularity")) if m[b][f"{o}_hit_rate@10"] > 0]
+    assert m["candidate"]["balance@10"] == pytest.approx(min(lifts))
     for role in ("candidate", "popularity", "recent"):  # beyond accuracy, per contender
         assert {f"{n}@10" for n in BEYOND_ACCURACY} <= set(m[role])
     assert m["popularity"]["personalization@10"] < m["candidate"]["personalization@10"]  # one list for all vs. own

@@ -150,7 +150,8 @@ def test_a_serving_model_older_than_some_users_is_judged_with_the_fallback_for_t
     assert not old.knows(holdout).all()  # the case this test is about
     assert decision["serving"] == served
     # the serving model's NDCG, recomputed: its own lists for the users it knows, popularity's for the
-    # others, the first `repeat_slots` (as the gate chose them) given to each user's recent items
+    # others, the first `repeat_slots` (as the gate chose them) given to each user's recent items and
+    # then the model's items the user had not touched before d4
     features = Features(store, d4)
     users = np.unique(holdout)
     known = old.knows(users)
@@ -158,8 +159,11 @@ def test_a_serving_model_older_than_some_users_is_judged_with_the_fallback_for_t
     exclude = features.exclusions(before_day=True)
     slots = decision["metrics"]["serving"]["repeat_slots"]
     recent = registry.recent(store, d4, before_day=True, event_weights=params.event_weights)
-    primary = pa.concat_tables([scoring.top_k(old, users[known], features.n_items, 10 + slots, exclude),
-                                scoring.top_k(fallback, users[~known], features.n_items, 10 + slots, exclude)])
+    touched = features.table("interactions", columns=["user_idx", "item_idx"])
+    untouched = scoring.union_pairs(exclude, (touched["user_idx"].to_numpy(), touched["item_idx"].to_numpy()))
+    model_excludes = untouched if slots else exclude
+    primary = pa.concat_tables([scoring.top_k(old, users[known], features.n_items, 10 + slots, model_excludes),
+                                scoring.top_k(fallback, users[~known], features.n_items, 10 + slots, model_excludes)])
     recs = scoring.blend(primary, scoring.top_k(recent, users, features.n_items, 10, exclude), slots, 10)
     expected = evaluate(features.holdout(), recs, 10, col_user="user_idx", col_item="item_idx")["ndcg@10"]
     assert decision["metrics"]["serving"]["ndcg@10"] == pytest.approx(expected)

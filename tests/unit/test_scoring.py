@@ -163,6 +163,32 @@ def test_blend_puts_the_touched_recent_items_first_then_the_models_without_repea
     assert no_slots.drop_columns(["repeat"]).equals(primary.filter(pc.less_equal(primary["rank"], 4)))
 
 
+def test_beside_repeat_slots_the_models_slots_hold_only_untouched_items():
+    from recpipe.models.recent import DAY_US, Recent
+    # user 0 bought 1 and touched 2, 3, 4 (4 the most, 3 the latest); the model likes touched items best
+    model = Fixed([[0.1, 0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]])
+    recent = Recent.from_events(np.array([0, 0, 0, 0]), np.array([2, 3, 4, 4]), np.array([1.0, 1.0, 3.0, 1.0]),
+                                np.array([0, 2, 1, 1]) * DAY_US, n_users=1, popularity=np.arange(8, dtype=np.float32))
+    bought, touched = (np.array([0]), np.array([1])), (np.array([0, 0, 0]), np.array([2, 3, 4]))
+    users = np.array([0])
+    repeats = top_k(recent, users, 8, 2, bought)
+    discovery = top_k(model, users, 8, 4, scoring.union_pairs(bought, touched))
+    out = scoring.blend(discovery, repeats, slots=2, k=4)
+    strength = {i: float(recent.score(users, 8)[0, i]) for i in (2, 3, 4)}
+    best_touched = sorted(strength, key=strength.get, reverse=True)[:2]
+    untouched = [i for i in np.argsort(-model.matrix[0], kind="stable") if i not in (1, 2, 3, 4)]
+    assert out["item_idx"].to_pylist() == best_touched + untouched[:2]  # [4, 3] then the model's 5, 6
+    assert out["repeat"].to_pylist() == [True, True, False, False]
+    # discovery running out (one untouched item left): the user's further touched items fill the list
+    all_repeats = top_k(recent, users, 8, 4, bought)
+    short = scoring.blend(discovery.slice(0, 1), all_repeats, slots=2, k=4)
+    assert short["item_idx"].to_pylist() == best_touched + untouched[:1] + [2]
+    assert short["repeat"].to_pylist() == [True, True, False, True]
+    plain = scoring.blend(top_k(model, users, 8, 4, bought), repeats, slots=0, k=4)
+    assert plain["item_idx"].to_pylist() == [2, 3, 4, 5]  # without repeat slots the model's own order
+    assert scoring.union_pairs(None, None)[0].size == 0
+
+
 def test_reasons_cite_the_users_item_most_similar_to_each_recommendation():
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((30, 8)).astype(np.float32)

@@ -38,7 +38,8 @@ def test_each_slice_is_evaluated_against_its_own_truth():
 
 
 def _metrics(cand: float, serve: float) -> dict:
-    row = lambda v: {"model": "mf", "version": "v", "ndcg@10": v, "users": 500, "repeat_slots": 0}  # noqa: E731
+    row = lambda v: {"model": "mf", "version": "v", "ndcg@10": v, "users": 500, "repeat_slots": 0,  # noqa: E731
+                     "balance@10": v}
     return {"candidate": row(cand), "serving": row(serve), "popularity": row(0.01), "recent": row(0.01)}
 
 

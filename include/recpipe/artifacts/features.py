@@ -99,9 +99,9 @@ class Features:
         return users, items, types, ts
 
     def recent_events(self, before_day: bool, event_weights: dict[str, float]) -> tuple[np.ndarray, ...]:
-        """(user_idx, item_idx, weight, ts µs): :meth:`events` with each type's weight."""
+        """(user_idx, item_idx, weight, ts µs, type code): :meth:`events` with each type's weight."""
         users, items, types, ts = self.events(before_day)
-        return users, items, np.array([event_weights.get(t, 0.0) for t in EVENT_TYPES])[types], ts
+        return users, items, np.array([event_weights.get(t, 0.0) for t in EVENT_TYPES])[types], ts, types
 
     def history(self, event_weights: dict[str, float]) -> TrainingData:
         """Every user's interactions through the end of D, as models score from them at publish:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from recpipe.artifacts.features import Features
+from recpipe.contracts import EVENT_TYPES, day_bounds
 from recpipe.io import layout, pointers
 from recpipe.io.partitions import Store, table_to_parquet
 from recpipe.models import Recommender, model_class
@@ -51,10 +52,18 @@ def popularity_ref(dt: str) -> Ref:
 
 def recent(store: Store, dt: str, before_day: bool, event_weights: dict[str, float]) -> Recent:
     """The recent-activity heuristic of ``dt``, rebuilt from its features: each user's last
-    events before D (to judge on D's hold-out) or through the end of D (to publish)."""
+    events before D (to judge on D's hold-out) or through the end of D (to publish), ranked by
+    purchase propensity learned from the last day of them (``Recent.by_propensity``), or by
+    engagement (``event_weights``, recency) when that day has too few purchases."""
     features = Features(store, dt)
     popularity = features.table("items", columns=["popularity"])["popularity"].to_numpy()
-    users, items, weights, ts = features.recent_events(before_day, event_weights)
+    users, items, weights, ts, types = features.recent_events(before_day, event_weights)
+    start, end = day_bounds(dt)
+    until = int((start if before_day else end).timestamp() * 1_000_000)
+    learned = Recent.by_propensity(users, items, types, ts, until,
+                                   EVENT_TYPES.index("purchase"), len(EVENT_TYPES), features.meta["n_users"], popularity)
+    if learned is not None:
+        return learned
     return Recent.from_events(users, items, weights, ts, features.meta["n_users"], popularity)
 
 

@@ -6,7 +6,9 @@ purchases excluded when ``exclude_purchased``). The serving model is the one tha
 the latest table on or before D (``decision.serving``), whatever its family: a mf table
 serving is what a two_tower candidate must match. The candidate passes when
 
-- its NDCG@K beats popularity's by at least ``min_lift_over_popularity`` (relative), and
+- its NDCG@K beats popularity's by at least ``min_lift_over_popularity`` (relative),
+- its ``balance@K`` (:func:`balance`: purchases against the recent heuristic, new items
+  against popularity) reaches the recent heuristic's times 1 + ``min_lift_over_recent``, and
 - it is not more than ``max_drop_vs_champion`` (relative) below the serving model's NDCG@K;
   a candidate of another family must be at least as good (no drop) unless
   ``allow_worse_family_switch``.
@@ -23,11 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recpipe import reports, reranking, scoring
 from recpipe.artifacts import decision as decisions, registry
 from recpipe.artifacts.features import Features
 from recpipe.config import RunParams
+from recpipe.contracts import day_bounds
 from recpipe.evaluation import beyond_accuracy, evaluate as compute_metrics, paired_bootstrap, per_user
 from recpipe.evaluation.slices import BANDS, TERCILES, per_user_by_slice, popularity_bands, terciles
 from recpipe.io import layout
@@ -52,9 +56,12 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
 
     The baselines are popularity and ``recent`` (each user's recently touched items). The
     candidate and the serving model are judged as they would publish: their lists with the first
-    ``repeat_slots`` taken by the user's recent items, that number chosen here, per
-    contender, as the one (0..K) with the best NDCG@K (param ``repeat_slots`` ≥ 0 fixes it),
-    and re-ranked for ``diversity`` as publish does. The report (``metrics.json``) adds, per
+    ``repeat_slots`` taken by the user's recent items and the rest by the model's items the
+    user had not touched, that number chosen here, per contender, as the one (0..K) with the
+    best ``balance@K`` (:func:`choose_slots`; param ``repeat_slots`` ≥ 0 fixes it), and
+    re-ranked for ``diversity`` as publish does. Each contender's metrics add the hit rates
+    on the two :func:`objectives` (``purchase_hit_rate@K``, ``new_item_hit_rate@K``, with
+    their ``_users``) and ``balance@K``. The report (``metrics.json``) adds, per
     contender, the beyond-accuracy metrics; ``confidence``: the bootstrap intervals of the
     candidate's NDCG@K gain; ``slices``: :func:`slice_masks`, summarised by :func:`summarise`.
     """
@@ -70,26 +77,48 @@ def evaluate(store: Store, dt: str, params: RunParams, candidate: registry.Ref) 
         contenders["serving"] = serving  # popularity serving is the baseline itself
     k = params.top_k
 
+    inter = features.table("interactions", columns=["user_idx", "item_idx"])
+    touched = (inter["user_idx"].to_numpy(), inter["item_idx"].to_numpy())  # before D
+    purchases, new_items = objectives(features, holdout, touched)
+
     def judge(recs: pa.Table) -> dict[str, float]:
-        return compute_metrics(holdout, recs.to_pandas(), k, n_items, col_user="user_idx", col_item="item_idx")
+        recs = recs.to_pandas()
+        cols = {"col_user": "user_idx", "col_item": "item_idx"}
+        out = compute_metrics(holdout, recs, k, n_items, **cols)
+        for name, truth in (("purchase", purchases), ("new_item", new_items)):
+            m = compute_metrics(truth, recs, k, **cols)
+            out[f"{name}_hit_rate@{k}"], out[f"{name}_users"] = m[f"hit_rate@{k}"], m["users"]
+        return out
 
     catalog = features.table("items", columns=["popularity", "category"])
     fallback = registry.load(store, contenders["popularity"], dt)
     recent = scoring.top_k(registry.recent(store, dt, before_day=True, event_weights=params.event_weights),
                            users, n_items, k, exclude)
+    discovery = scoring.union_pairs(exclude, touched)  # the model's slots beside repeat slots: untouched items
     metrics = {"recent": {**judge(recent), "model": "recent", "version": dt, "repeat_slots": 0}}
     lists = {"recent": recent.to_pandas()}  # role → its lists as judged (user_idx, item_idx, rank)
-    for role, ref in contenders.items():
+    for role in ("popularity", *(r for r in contenders if r != "popularity")):  # popularity: a yardstick of balance
+        ref = contenders[role]
         blends = slot_choices(params, ref["name"])
+        model = registry.load(store, ref, dt)
         # an older serving model may predate some users: they get the fallback, as in publish
         lam = 0.0 if role == "popularity" else params.diversity  # re-ranked for diversity as publish would
-        ranked = pa.concat_tables(scoring.top_k_with_fallback(registry.load(store, ref, dt), fallback, users, n_items,
-                                                              reranking.depth(k + max(blends), lam), exclude))
-        ranked = reranking.rerank([ranked], catalog["category"], k + max(blends), lam)[0]
-        tried = {r: judge(scoring.blend(ranked, recent, r, k)) for r in blends}
-        slots = max(blends, key=lambda r: (tried[r][f"ndcg@{k}"], -r))  # the best; ties: fewer repeat slots
+
+        def ranked(excluded: tuple[np.ndarray, np.ndarray] | None) -> pa.Table:
+            depth = k + max(blends)
+            top = scoring.top_k_with_fallback(model, fallback, users, n_items, reranking.depth(depth, lam), excluded)
+            return reranking.rerank([pa.concat_tables(top)], catalog["category"], depth, lam)[0]
+
+        plain = ranked(exclude) if 0 in blends else None
+        untouched = ranked(discovery) if max(blends) > 0 else None
+        built = {r: scoring.blend(untouched if r else plain, recent, r, k) for r in blends}
+        tried = {r: judge(b) for r, b in built.items()}
+        for m in tried.values():  # popularity, judged first, is its own yardstick of new items
+            m[f"balance@{k}"] = balance(m, metrics["recent"], metrics.get("popularity", m), k)
+        slots = choose_slots(tried, k)
         metrics[role] = {**tried[slots], "model": ref["name"], "version": ref["version"], "repeat_slots": slots}
-        lists[role] = scoring.blend(ranked, recent, slots, k).select(["user_idx", "item_idx", "rank"]).to_pandas()
+        lists[role] = built[slots].select(["user_idx", "item_idx", "rank"]).to_pandas()
+    metrics["recent"][f"balance@{k}"] = balance(metrics["recent"], metrics["recent"], metrics["popularity"], k)
     popularity = pd.DataFrame({"item_idx": np.arange(n_items), "count": catalog["popularity"].to_numpy()})
     categories = (pd.DataFrame({"item_idx": np.arange(n_items), "category": catalog["category"].to_pandas()})
                   if catalog["category"].null_count < n_items else None)
@@ -159,6 +188,40 @@ def summarise(parts: dict[str, pd.DataFrame], params: RunParams) -> dict[str, An
     return out
 
 
+def objectives(features: Features, holdout: pd.DataFrame, touched: tuple[np.ndarray, np.ndarray]
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The hold-out's two objectives of a table, (user_idx, item_idx) of its users' pairs on D:
+    ``purchase`` (bought on D: re-engagement, the recent heuristic's game) and ``new_item``
+    (touched on D and not in ``touched``, the (user_idx, item_idx) pairs before D: discovery,
+    popularity's)."""
+    start = day_bounds(features.dt)[0]
+    bought = features.table("purchased")
+    bought = bought.filter(pc.greater_equal(bought["last_ts"], pa.scalar(start, bought["last_ts"].type)))
+    bought = bought.select(["user_idx", "item_idx"]).to_pandas()
+    bought = bought[bought["user_idx"].isin(holdout["user_idx"].unique())]
+    before = touched[0].astype(np.int64) << 32 | touched[1]
+    key = holdout["user_idx"].to_numpy().astype(np.int64) << 32 | holdout["item_idx"].to_numpy()
+    return bought.reset_index(drop=True), holdout[~np.isin(key, before)].reset_index(drop=True)
+
+
+def balance(m: dict[str, float], recent: dict[str, float], popularity: dict[str, float], k: int) -> float:
+    """A list's worst lift over the specialised baseline of each objective (:func:`objectives`):
+    min(purchase hit rate@K / the recent heuristic's, new-item hit rate@K / popularity's).
+
+    An objective with no hold-out users, or whose baseline scores 0, is left out; with neither,
+    the list's NDCG@K (then every contender is judged on it alike)."""
+    lifts = [m[f"{name}_hit_rate@{k}"] / base[f"{name}_hit_rate@{k}"]
+             for name, base in (("purchase", recent), ("new_item", popularity))
+             if base[f"{name}_users"] and base[f"{name}_hit_rate@{k}"] > 0]
+    return min(lifts) if lifts else m[f"ndcg@{k}"]
+
+
+def choose_slots(tried: dict[int, dict[str, float]], k: int) -> int:
+    """The repeat-slot count whose list (``tried``: metrics by count) has the best ``balance@K``;
+    ties: the best NDCG@K, then fewer repeat slots."""
+    return max(tried, key=lambda r: (tried[r][f"balance@{k}"], tried[r][f"ndcg@{k}"], -r))
+
+
 def slot_choices(params: RunParams, model: str) -> list[int]:
     """The repeat-slot counts to try for a model: 0..K (auto), or the fixed ``repeat_slots``;
     only 0 for the baselines themselves."""
@@ -178,8 +241,10 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams, confidence: 
            slices: dict[str, dict[str, Any]] | None = None) -> tuple[bool, list[str], dict[str, float]]:
     """The gate's rule; returns (passed, one sentence per check, the thresholds it applied).
 
-    The candidate's NDCG@K must beat popularity's by ``min_lift_over_popularity`` and reach
-    the recent heuristic's times 1 + ``min_lift_over_recent`` (relative), and be at most
+    The candidate's NDCG@K must beat popularity's by ``min_lift_over_popularity``, its
+    ``balance@K`` (:func:`balance`: the worse of its purchase lift over the recent heuristic and
+    its new-item lift over popularity) reach the recent heuristic's times 1 +
+    ``min_lift_over_recent`` (relative), and its NDCG@K be at most
     ``max_drop_vs_champion`` below the serving model's; when that model is of another family,
     no drop at all unless ``allow_worse_family_switch``.
 
@@ -192,32 +257,31 @@ def decide(metrics: dict[str, dict[str, float]], params: RunParams, confidence: 
     with an interval, only a loss its upper bound confirms counts (a slice is small and noisy).
     """
     key = f"ndcg@{params.top_k}"
-    cand = metrics["candidate"][key]
     confidence = confidence or {}
-    reasons, passed = [], True
+    reasons: list[str] = []
     if metrics["candidate"]["users"] == 0:
         return False, ["no hold-out users for this date (no one with history was active on it): nothing to judge."], {}
 
-    def check(role: str, label: str, margin: float, strict: bool, rule: str) -> tuple[bool, float]:
-        """candidate − ``role`` (its lower bound, when there is an interval) against ``margin``."""
-        base = metrics[role][key]
-        bound = confidence.get(f"vs_{role}")
-        gain = bound["low"] if bound else cand - base
+    def check(role: str, label: str, margin: float, strict: bool, rule: str, metric: str = key) -> tuple[bool, float]:
+        """candidate − ``role`` on ``metric`` (its lower bound, when there is an interval) against ``margin``."""
+        base, mine = metrics[role][metric], metrics["candidate"][metric]
+        bound = confidence.get(f"vs_{role}") if metric == key else None
+        gain = bound["low"] if bound else mine - base
         ok = gain > margin if strict else gain >= margin
         floor = base + margin
         said = (f"; the {bound['level']:.0%} interval of the difference is [{bound['low']:+.4f}, {bound['high']:+.4f}], "
                 f"its lower bound needs {'>' if strict else '>='} {margin:+.4f}" if bound else "")
-        reasons.append(f"{key} {cand:.4f} vs {label} {base:.4f}: needs {'>' if strict else '>='} {floor:.4f} "
+        reasons.append(f"{metric} {mine:.4f} vs {label} {base:.4f}: needs {'>' if strict else '>='} {floor:.4f} "
                        f"({rule}){said} — {'ok' if ok else 'FAILED'}.")
         return ok, floor
 
-    need = 0.0
-    for baseline, lift, strict in (("popularity", params.min_lift_over_popularity, True),
-                                   ("recent", params.min_lift_over_recent, False)):
-        ok, floor = check(baseline, baseline, lift * metrics[baseline][key], strict, f"+{lift:.0%}")
-        passed &= ok
-        need = max(need, floor)
+    lift = params.min_lift_over_popularity
+    passed, need = check("popularity", "popularity", lift * metrics["popularity"][key], True, f"+{lift:.0%}")
     thresholds = {f"min_{key}": need}
+    lift, balanced = params.min_lift_over_recent, f"balance@{params.top_k}"
+    ok, thresholds[f"min_{balanced}"] = check("recent", "recent", lift * metrics["recent"][balanced], False,
+                                              f"+{lift:.0%}", balanced)
+    passed &= ok
     if "serving" in metrics:
         serving = metrics["serving"]
         switch = serving["model"] != metrics["candidate"]["model"] and not params.allow_worse_family_switch

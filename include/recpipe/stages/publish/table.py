@@ -169,7 +169,8 @@ def recommend(features: Features, params: RunParams, choice: dict[str, Any], use
     without history before D fall back), as before fresh history (benchmarks compare the two).
     Strategies: ``personalized`` (the model knows the user), ``fallback`` (popularity),
     ``repeat`` (the first ``repeat_slots`` items: what the user touched lately, through the
-    end of D, and did not buy). Reasons: see the module docstring.
+    end of D, and did not buy; with repeat slots the model's items are ones the user has not
+    touched: discovery). Reasons: see the module docstring.
     """
     store, dt, ref, slots, k = features.store, features.dt, choice["publish"], choice.get("repeat_slots", 0), params.top_k
     items = features.items()
@@ -185,8 +186,10 @@ def recommend(features: Features, params: RunParams, choice: dict[str, Any], use
     reasons = scoring.Reasons(ordered, last_items(history, ordered, features.n_items, REASON_HISTORY),
                               model.item_vectors())
     fallback_ref = registry.popularity_ref(dt)
+    # beside repeat slots, the model's slots are for discovery: items the user has not touched
+    excluded = scoring.union_pairs(exclude, (history.users, history.items)) if slots else exclude
     ranked = scoring.top_k_with_fallback(model, registry.load(store, fallback_ref, dt), user_idx, features.n_items,
-                                         reranking.depth(k + slots, params.diversity), exclude, blocked, personal,
+                                         reranking.depth(k + slots, params.diversity), excluded, blocked, personal,
                                          reasons)
     ranked = reranking.rerank(ranked, features.table("items", ["category"])["category"], k + slots, params.diversity)
     labelled = [r.append_column("strategy", pa.array([s] * r.num_rows, pa.string()))
@@ -194,7 +197,7 @@ def recommend(features: Features, params: RunParams, choice: dict[str, Any], use
                 for s, i, r in zip(("personalized", "fallback"), (0, 1), ranked)]
     primary = pa.concat_tables(labelled).sort_by([("user_idx", "ascending"), ("rank", "ascending")])
     recent = registry.recent(store, dt, before_day=False, event_weights=params.event_weights)
-    repeats = scoring.top_k(recent, user_idx, features.n_items, slots, exclude, blocked)
+    repeats = scoring.top_k(recent, user_idx, features.n_items, k if slots else 0, exclude, blocked)  # k: fillers
     recs = scoring.blend(primary.select(["user_idx", "item_idx", "rank", "score"]), repeats, slots, k)
     # each row's strategy, model and reason item: the primary row it came from, or the recent items
     origin = pc.index_in(pa.array(recs["user_idx"].to_numpy().astype("int64") << 32
