@@ -15,7 +15,8 @@ is training history. Every model is fit on the training part (early stopping on 
 validation part: a model that holds out each user's last item for early stopping itself,
 ``holds_out_last_item``, is fit on training + validation, so that item is the validation
 item and never a training target); for the test target it scores from the training + validation history
-(``with_history`` where a model has it; MF and popularity keep their fitted state). ALL
+(``with_history``: sequence models read it, MF folds each user in against its frozen item
+vectors, popularity keeps its fitted state). ALL
 items are ranked, except those the user rated before the target; ties go to the lower item
 index (as ``recpipe.scoring.top_k``). Metrics are averaged over all users.
 """
@@ -147,11 +148,8 @@ def run(name: str, df: pd.DataFrame, n_users: int, n_items: int, features: np.nd
     started, cpu = time.monotonic(), time.process_time()
     summary = model.fit(training_data(fit_on, n_users, n_items, features), params)
     seconds, cpu = time.monotonic() - started, time.process_time() - cpu
-    history = hasattr(model, "with_history")
-    val = metrics(model.with_history(training_data(train, n_users, n_items, features)) if history else model,
-                  n_users, n_items, train, valid)
-    if history:
-        model = model.with_history(training_data(df[df.part > 0], n_users, n_items, features))
+    val = metrics(model.with_history(training_data(train, n_users, n_items, features)), n_users, n_items, train, valid)
+    model = model.with_history(training_data(df[df.part > 0], n_users, n_items, features))
     out = {**metrics(model, n_users, n_items, df[df.part > 0], test),
            "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1),
            "load_average": [round(x, 2) for x in os.getloadavg()], "epochs": summary.get("epochs", 0),
