@@ -20,7 +20,7 @@ def test_sasrec_terms_follow_the_documented_formula():
     params = 1001 * 8 + 10 * 8 + 2 * (6 * 64 + 12 * 8)
     assert terms == {
         "parameters": 24 * params,
-        "data": 32 * 500 + 16 * 60 * 10,
+        "data": 32 * 500 + 24 * 60 * 10,
         "activations": 4 * 4 * 10 * (24 * 2 * 8 + 8 * 8) + 16 * 2 * 1 * 4 * 10 * 10,
         "loss": 12 * 4 * 10 * 33 + 16 * 16 * 8,
         "validation": 12 * 1024 * 1001,  # chunks of min(1024, 2**26 // V) users

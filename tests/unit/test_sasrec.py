@@ -110,16 +110,13 @@ def test_typed_histories_keep_repeats_and_collapse_only_consecutive_ones():
 
 
 def test_the_event_type_is_an_input():
-    """After item 0, a cart leads to item 1 and a view to item 2: only the type tells them apart."""
+    """After item 0, a cart leads to item 1 and a view to item 2: only the type tells them apart.
+    (Two-event histories: none is held out, so the fit is the same every run.)"""
     rng = np.random.default_rng(1)
-    rows = []
-    for u in range(240):
-        kind = "add_to_cart" if u % 2 else "view"
-        a, b, c = rng.choice(np.arange(3, N_ITEMS), 3, replace=False)
-        rows.append([(a, "view"), (b, "view"), (0, kind), (1 if u % 2 else 2, "view"), (c, "view")])
-    events = _events(rows)
+    kinds = rng.choice(["add_to_cart", "view"], 240)
+    events = _events([[(0, kind), (1 if kind == "add_to_cart" else 2, "view")] for kind in kinds])
     users = np.asarray(events.users)
-    data = TrainingData(users, events.items, np.ones(len(users), np.float32), len(rows), N_ITEMS,
+    data = TrainingData(users, events.items, np.ones(len(users), np.float32), len(kinds), N_ITEMS,
                         np.bincount(events.items, minlength=N_ITEMS).astype(np.float32),
                         np.arange(len(users), dtype=np.int64), events=events)
     setup_device(PARAMS.seed)
@@ -128,4 +125,4 @@ def test_the_event_type_is_an_input():
     now = _events([[(5, "view"), (0, "add_to_cart")], [(5, "view"), (0, "view")]])
     fresh = model.with_history(replace(data, n_users=2, events=now))
     scores = fresh.score(np.arange(2), N_ITEMS)
-    assert scores[0, 1] > scores[0, 2] and scores[1, 2] > scores[1, 1]
+    assert scores[0, 1] > 2 * scores[0, 2] and scores[1, 2] > 2 * scores[1, 1]

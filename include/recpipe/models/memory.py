@@ -10,8 +10,8 @@ windows, N = n_interactions, K = shared negatives, b = blocks, h = heads, P para
 
     parameters   24·P          P ≈ V·d + L·d + b·(6d² + 12d); weight, gradient, Adam m and v,
                                two update temporaries
-    data         32·N + 16·W·L TrainingData working copies and sort order; windows x and y
-                               as numpy arrays and again as tensors
+    data         32·N + 24·W·L TrainingData working copies and sort order; windows x, their
+                               event types and y as numpy arrays and again as tensors
     activations  4·B·L·(24·b·d + 8·d) + 16·b·h·B·L²   encoder forward + backward (attention)
     loss         full: 12·B·L·V (logits, softmax, gradient at up to B·L real positions)
                  sampled: 12·B·L·(2K + 1) + 16·K·d (K uniform + K in-batch negatives)
@@ -95,7 +95,7 @@ def sasrec_terms(*, n_items: int, n_interactions: int, n_windows: int, max_len: 
     loss = 12 * B * L * (2 * negatives + 1) + 16 * negatives * d if sampled else 12 * B * L * V
     return {
         "parameters": 24 * P,
-        "data": 32 * n_interactions + 16 * n_windows * L,
+        "data": 32 * n_interactions + 24 * n_windows * L,
         "activations": 4 * B * L * (24 * b * d + 8 * d) + 16 * b * heads * B * L * L,
         "loss": loss,
         "validation": 12 * validation_chunk(n_items) * V,

