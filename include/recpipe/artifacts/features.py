@@ -110,8 +110,7 @@ class Features:
         ``event_weights``), ``last_ts`` the latest touch. Users first seen on D are included."""
         meta = self.meta
         inter = self.table("interactions", columns=["user_idx", "item_idx", "weight", "last_ts"])
-        users, items, types, ts = self.events(False)
-        weights = np.array([event_weights.get(t, 0.0) for t in EVENT_TYPES])[types]
+        users, items, weights, ts, types = self.recent_events(False, event_weights)
         today = ts >= int(day_bounds(self.dt)[0].timestamp() * 1_000_000)
         u = np.concatenate([inter["user_idx"].to_numpy(), users[today]]).astype(np.int64)
         i = np.concatenate([inter["item_idx"].to_numpy(), items[today]]).astype(np.int64)
