@@ -46,7 +46,7 @@ DATA = Path(__file__).resolve().parents[1] / "../shared/data"
 K = 10
 #: Run parameters per model (the rest are RunParams defaults).
 PARAMS = {
-    "sasrec": dict(embedding_dim=64, epochs=200, batch_size=128, learning_rate=0.002),
+    "sasrec": dict(embedding_dim=64, epochs=200, batch_size=128, learning_rate=0.002, shared_negatives=2048),
     "mf": dict(embedding_dim=64, epochs=50, negatives=8, batch_size=1024, learning_rate=0.005),
     "two_tower": dict(embedding_dim=64, epochs=40, negatives=8, batch_size=1024, learning_rate=0.002),
     "popularity": dict(),
