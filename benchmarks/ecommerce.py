@@ -18,7 +18,9 @@ end of D, independently of the library: ``recent`` (the 10 items the user touche
 recently and has not bought) and ``popularity`` (the 10 items with most events over the
 last 7 days, less what the user bought). Targets: table purchase HR ≥ 1.1 × recent's,
 table new-item HR ≥ 1.1 × popularity's. ``repeat_ceiling.purchase_hr@10``: the purchase HR
-of every touched, unbought item at once (:func:`repeat_ceiling`), what repeats alone can reach.
+of every touched, unbought item at once (:func:`repeat_ceiling`), what repeats alone can reach;
+``split_oracle.purchase_hr@10``: the best per-user split between the heuristic's list and the
+model's, chosen in hindsight (:func:`split_oracle`), what any rule for the repeat slots can reach.
 
 Fresh history: the date's trained candidate (whatever the gate chose), without repeat
 slots, as publish scores it from history through the end of D (``fresh``) and from the
@@ -111,6 +113,19 @@ def repeat_ceiling(history: pd.DataFrame, nextday: pd.DataFrame, users: set[str]
     return hit / max(len(buyers), 1)
 
 
+def split_oracle(repeats: dict[str, list[str]], model: dict[str, list[str]], nextday: pd.DataFrame) -> float:
+    """The purchase HR of the best split of each user's 10 slots between ``repeats`` (first r)
+    and ``model`` (its items not among those, 10 - r), the split chosen per user in hindsight:
+    what no rule for the number of repeat slots can beat with these two lists."""
+    buys = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    buyers = [u for u in buys.index if u in model]
+    hit = 0
+    for u in buyers:
+        rep, own = repeats.get(u, []), model[u]
+        hit += any(buys[u] & set(rep[:r] + [i for i in own if i not in rep[:r]][:K - r]) for r in range(K + 1))
+    return hit / max(len(buyers), 1)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mf")
@@ -146,9 +161,11 @@ def main() -> int:
                 lists[name] = rows.groupby("user_id")["item_id"].agg(list).to_dict()
             lists.update(heuristics(history, list(lists["table"])))
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
+            oracle = split_oracle(lists["recent"], lists["fresh"], nextday)
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
                    "repeat_slots": decision["repeat_slots"],
                    "repeat_ceiling.purchase_hr@10": repeat_ceiling(history, nextday, set(lists["table"])),
+                   "split_oracle.purchase_hr@10": oracle,
                    **{f"{name}.{k}": v for name, ls in lists.items() for k, v in hit_rates(ls, history, nextday).items()}}
             print(json.dumps(row), flush=True)
             results.append(row)
@@ -161,6 +178,7 @@ def main() -> int:
         "purchase_vs_recent": mean[f"table.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "new_item_vs_popularity": mean[f"table.new_item_hr@{K}"] / max(mean[f"popularity.new_item_hr@{K}"], 1e-9),
         "repeat_ceiling_vs_recent": mean[f"repeat_ceiling.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
+        "split_oracle_vs_recent": mean[f"split_oracle.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "peak_rss_gib": round(peak_rss_gib(), 2), "seconds": round(time.monotonic() - started, 1),
     }
     out["fresh_gain"] = {m: mean[f"fresh.{m}_hr@{K}"] / max(mean[f"stale.{m}_hr@{K}"], 1e-9)
