@@ -67,9 +67,14 @@ def events_until(store, dates: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def purchases(events: pd.DataFrame) -> pd.Series:
+    """Each user's set of purchased items in ``events``."""
+    return events[events.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+
+
 def heuristics(history: pd.DataFrame, users: list[str]) -> dict[str, dict[str, list[str]]]:
     """Each user's top 10 by the two heuristics, from the events up to the end of D."""
-    bought = history[history.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    bought = purchases(history)
     last = history.sort_values("event_ts").drop_duplicates(["user_id", "item_id"], keep="last")
     last = last.sort_values(["user_id", "event_ts"], ascending=[True, False])
     start = history.event_ts.max().normalize() - pd.Timedelta(days=6)
@@ -86,7 +91,7 @@ def heuristics(history: pd.DataFrame, users: list[str]) -> dict[str, dict[str, l
 
 def hit_rates(lists: dict[str, list[str]], history: pd.DataFrame, nextday: pd.DataFrame) -> dict[str, float]:
     seen = history.groupby("user_id")["item_id"].agg(set)
-    bought = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    bought = purchases(nextday)
     new = nextday[[i not in seen.get(u, set()) for u, i in zip(nextday.user_id, nextday.item_id)]]
     new = new.groupby("user_id")["item_id"].agg(set)
     touched = nextday.groupby("user_id")["item_id"].agg(set)
@@ -106,8 +111,8 @@ def repeat_ceiling(history: pd.DataFrame, nextday: pd.DataFrame, users: set[str]
     end of D (any length): the share of D + 1's buyers among ``users`` who bought one of those.
     No list of repeats alone, however ranked, does better; the rest must come from new items."""
     own = history.groupby("user_id")["item_id"].agg(set)
-    bought = history[history.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
-    buys = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    bought = purchases(history)
+    buys = purchases(nextday)
     buyers = [u for u in buys.index if u in users]
     hit = sum(bool(buys[u] & (own.get(u, set()) - bought.get(u, set()))) for u in buyers)
     return hit / max(len(buyers), 1)
@@ -117,7 +122,7 @@ def split_oracle(repeats: dict[str, list[str]], model: dict[str, list[str]], nex
     """The purchase HR of the best split of each user's 10 slots between ``repeats`` (first r)
     and ``model`` (its items not among those, 10 - r), the split chosen per user in hindsight:
     what no rule for the number of repeat slots can beat with these two lists."""
-    buys = nextday[nextday.event_type == "purchase"].groupby("user_id")["item_id"].agg(set)
+    buys = purchases(nextday)
     buyers = [u for u in buys.index if u in model]
     hit = 0
     for u in buyers:
@@ -161,11 +166,10 @@ def main() -> int:
                 lists[name] = rows.groupby("user_id")["item_id"].agg(list).to_dict()
             lists.update(heuristics(history, list(lists["table"])))
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
-            oracle = split_oracle(lists["recent"], lists["fresh"], nextday)
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
                    "repeat_slots": decision["repeat_slots"],
                    "repeat_ceiling.purchase_hr@10": repeat_ceiling(history, nextday, set(lists["table"])),
-                   "split_oracle.purchase_hr@10": oracle,
+                   "split_oracle.purchase_hr@10": split_oracle(lists["recent"], lists["fresh"], nextday),
                    **{f"{name}.{k}": v for name, ls in lists.items() for k, v in hit_rates(ls, history, nextday).items()}}
             print(json.dumps(row), flush=True)
             results.append(row)
