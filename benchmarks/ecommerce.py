@@ -20,7 +20,10 @@ last 7 days, less what the user bought). Targets: table purchase HR ≥ 1.1 × r
 table new-item HR ≥ 1.1 × popularity's. ``repeat_ceiling.purchase_hr@10``: the purchase HR
 of every touched, unbought item at once (:func:`repeat_ceiling`), what repeats alone can reach;
 ``split_oracle.purchase_hr@10``: the best per-user split between the heuristic's list and the
-model's, chosen in hindsight (:func:`split_oracle`), what any rule for the repeat slots can reach.
+model's, chosen in hindsight (:func:`split_oracle`), what any rule for the repeat slots can reach;
+``bayes.purchase_hr@10``: each user's 10 unbought items with the highest chance of being bought
+on D + 1 by the shop's own latent state (``synthetic.purchase_odds``, ``--bayes-samples``
+simulations of D + 1), what no model learnt from the log can beat (:func:`bayes_lists`).
 
 Fresh history: the date's trained candidate (whatever the gate chose), without repeat
 slots, as publish scores it from history through the end of D (``fresh``) and from the
@@ -52,7 +55,7 @@ from _stack import machine, report, peak_rss_gib, temporary_store  # noqa: E402
 from recpipe import pipeline, sources  # noqa: E402
 from recpipe.config import RunParams  # noqa: E402
 from recpipe.io.layout import partition  # noqa: E402
-from recpipe.sources.synthetic import ShopSpec  # noqa: E402
+from recpipe.sources.synthetic import ShopSpec, purchase_odds  # noqa: E402
 from recpipe.artifacts.features import Features  # noqa: E402
 from recpipe.stages import publish  # noqa: E402
 from recpipe.stages.publish.table import recommend  # noqa: E402
@@ -131,6 +134,17 @@ def split_oracle(repeats: dict[str, list[str]], model: dict[str, list[str]], nex
     return hit / max(len(buyers), 1)
 
 
+def bayes_lists(odds: dict[tuple[str, str], float], history: pd.DataFrame, users: list[str]) -> dict[str, list[str]]:
+    """Each of ``users``' 10 items by the shop's odds of their purchase, less what they bought by D."""
+    bought = purchases(history)
+    ranked = sorted(((u, -p, i) for (u, i), p in odds.items() if i not in bought.get(u, ())))
+    lists: dict[str, list[str]] = {u: [] for u in users}
+    for u, _, i in ranked:
+        if u in lists and len(lists[u]) < K:
+            lists[u].append(i)
+    return lists
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mf")
@@ -139,6 +153,7 @@ def main() -> int:
     p.add_argument("--repeat-slots", type=int, default=-1, help="the run param (-1: the gate chooses)")
     p.add_argument("--seed", type=int, default=ShopSpec.seed, help="the shop's seed (another shop, same kind)")
     p.add_argument("--p-revisit", type=float, default=ShopSpec.p_revisit, help="the shop's re-engagement")
+    p.add_argument("--bayes-samples", type=int, default=1000, help="simulations of each next day (0: no bayes list)")
     p.add_argument("--out")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -165,6 +180,9 @@ def main() -> int:
                 rows = rows.to_pandas().sort_values(["user_id", "rank"])
                 lists[name] = rows.groupby("user_id")["item_id"].agg(list).to_dict()
             lists.update(heuristics(history, list(lists["table"])))
+            if args.bayes_samples:
+                odds = purchase_odds(spec, dates.index(nxt), args.bayes_samples)
+                lists["bayes"] = bayes_lists(odds, history, list(lists["table"]))
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
                    "repeat_slots": decision["repeat_slots"],
@@ -183,6 +201,7 @@ def main() -> int:
         "new_item_vs_popularity": mean[f"table.new_item_hr@{K}"] / max(mean[f"popularity.new_item_hr@{K}"], 1e-9),
         "repeat_ceiling_vs_recent": mean[f"repeat_ceiling.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "split_oracle_vs_recent": mean[f"split_oracle.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
+        "bayes_vs_recent": mean.get(f"bayes.purchase_hr@{K}", 0.0) / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "peak_rss_gib": round(peak_rss_gib(), 2), "seconds": round(time.monotonic() - started, 1),
     }
     out["fresh_gain"] = {m: mean[f"fresh.{m}_hr@{K}"] / max(mean[f"stale.{m}_hr@{K}"], 1e-9)

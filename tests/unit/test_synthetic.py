@@ -4,7 +4,7 @@ import pyarrow.compute as pc
 
 from recpipe import contracts
 from recpipe.stages.validate import row_reasons
-from recpipe.sources.synthetic import ShopSpec, generate
+from recpipe.sources.synthetic import ShopSpec, generate, purchase_odds
 
 SMALL = ShopSpec(users=300, items=120, days=4, seed=3)
 
@@ -37,3 +37,18 @@ def test_a_catalog_smaller_than_needed_to_fill_every_category_still_generates():
     days = list(generate(spec))
     assert len(days) == 2 and all(d.events.num_rows > 0 for d in days)
     assert set(pc.unique(days[0].events["item_id"]).to_pylist()) <= set(days[-1].items["item_id"].to_pylist())
+
+
+def test_purchase_odds_expect_the_day_that_generate_yields():
+    day = 3
+    odds = purchase_odds(SMALL, day, samples=200)
+    events = list(generate(SMALL))[day].events
+    bought = set(zip(*[pc.filter(events[c], pc.equal(events["event_type"], "purchase")).to_pylist()
+                       for c in ("user_id", "item_id")]))
+    assert bought and all(0 < p <= 1 for p in odds.values())
+    # the real day is one draw of what the odds expect: its purchases have higher odds than the others'
+    real = sum(odds.get(pair, 0.0) for pair in bought) / len(bought)
+    other = sum(p for pair, p in odds.items() if pair not in bought) / max(len(odds) - len(bought & set(odds)), 1)
+    assert real > 2 * other
+    # and the expected number of purchases is the real day's, within the day-to-day noise
+    assert abs(sum(odds.values()) - len(bought)) < 0.25 * len(bought)

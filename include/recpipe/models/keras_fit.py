@@ -193,22 +193,33 @@ def pointwise(data: TrainingData, config: FitConfig, multitask: bool = False,
 
 
 def fit(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None, epochs: int, *,
-        optimizer: keras.optimizers.Optimizer, loss: Any, metrics: Any = None, loss_weights: Any = None,
-        patience: int = 2, monitor: str | None = None, mode: str = "min",
+        optimizer: keras.optimizers.Optimizer | None, loss: Any = None, metrics: Any = None,
+        loss_weights: Any = None, patience: int = 2, monitor: str | None = None, mode: str = "min",
         callbacks: tuple = ()) -> dict[str, Any]:
-    """Compile ``model``, fit it with early stopping on ``monitor`` (default: the validation
-    loss, the training loss without validation data; ``mode`` "max" for a metric to raise,
-    which one of ``callbacks`` may add to the epoch's logs), restore the best epoch's
-    weights; returns :func:`summarize`.
+    """Compile ``model`` (``optimizer`` None: train it as compiled, its optimizer state and
+    traced step kept, e.g. more epochs after early stopping), fit it with early stopping on
+    ``monitor`` (default: the validation loss, the training loss without validation data;
+    ``mode`` "max" for a metric to raise, which one of ``callbacks`` may add to the epoch's
+    logs), restore the best epoch's weights; returns :func:`summarize`.
+
+    An epoch is one pass over ``train`` (finite: its cardinality known, as
+    :func:`index_batches` makes it), read through one iterator for the whole fit: a new
+    iterator every epoch stalled its first step 0.1–1 s on 2 cores (an ML-100K sasrec epoch
+    is 19 steps of about 95 ms).
 
     Running out of memory (TensorFlow's ``ResourceExhaustedError``, ``MemoryError``) is
     raised as :class:`~recpipe.errors.ResourceLimit` naming the parameters to lower.
     """
     monitor = monitor or ("val_loss" if val is not None else "loss")
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights)
+    if optimizer is not None:
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights)
+    steps = int(train.cardinality())
+    if steps < 1:
+        raise ValueError(f"fit needs a finite, non-empty training dataset (cardinality {steps}).")
     try:
         history = model.fit(
-            train,
+            train.repeat(),
+            steps_per_epoch=steps,
             validation_data=val,
             epochs=epochs,
             verbose=0,

@@ -19,6 +19,7 @@ What makes it learnable (and popularity beatable):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterator
@@ -219,3 +220,31 @@ def generate(spec: ShopSpec = ShopSpec()) -> Iterator[Day]:
             schema=contracts.USERS,
         )
         yield Day(day.isoformat(), events, items, users)
+
+
+def purchase_odds(spec: ShopSpec, day: int, samples: int = 1000) -> dict[tuple[str, str], float]:
+    """The shop's own expectation of the purchases on day index ``day``: for every (user_id,
+    item_id) bought in at least one of ``samples`` simulations of that day (each from the
+    latent state at the end of the day before, with its own seed), the share of them in which
+    the user buys the item.
+
+    Ranking a user's items by it is the best list any recommender could learn from this shop
+    (up to the sampling noise, which lowers it): a ceiling for the benchmarks, not a model.
+    """
+    shop = _Shop(spec)
+    for d in range(day):
+        shop.day(d)
+    counts: dict[tuple[int, int], int] = {}
+    for s in range(samples):
+        sim = copy.deepcopy(shop)
+        sim.rng = np.random.default_rng((spec.seed, day, s))
+        ev = sim.day(day)
+        bought = ev["type"] == 3
+        pairs = np.unique(np.stack([ev["user"][bought], ev["item"][bought]]), axis=1)
+        for u, i in pairs.T.tolist():
+            counts[u, i] = counts.get((u, i), 0) + 1
+    if not counts:
+        return {}
+    users, items = np.array(list(counts)).T
+    return dict(zip(zip(_ids("u", users).to_pylist(), _ids("i", items).to_pylist()),
+                    (c / samples for c in counts.values())))
