@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 #: Share of the positives (with their own negatives) held out for early stopping.
 VALIDATION_SHARE = 0.05
+#: tf.data options of the training and validation pipelines: no autotuning (their steps are
+#: gathers, cheap without it; destroying an iterator waited for the autotuner's pass).
+PIPELINE = tf.data.Options()
+PIPELINE.autotune.enabled = False
 
 
 def setup_device(seed: int) -> str:
@@ -203,9 +207,10 @@ def fit(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None,
     logs), restore the best epoch's weights; returns :func:`summarize`.
 
     An epoch is one pass over ``train`` (finite: its cardinality known, as
-    :func:`index_batches` makes it), read through one iterator for the whole fit: a new
-    iterator every epoch stalled its first step 0.1–1 s on 2 cores (an ML-100K sasrec epoch
-    is 19 steps of about 95 ms).
+    :func:`index_batches` makes it), read through one iterator for the whole fit, with
+    tf.data's autotuning off (:data:`PIPELINE`): destroying an iterator waits for the
+    autotuner's running pass, which stalled each epoch's first step 0.1–1 s on 2 cores (an
+    ML-100K sasrec epoch is 19 steps of about 95 ms) and the end of a fit up to 50 s.
 
     Running out of memory (TensorFlow's ``ResourceExhaustedError``, ``MemoryError``) is
     raised as :class:`~recpipe.errors.ResourceLimit` naming the parameters to lower.
@@ -218,9 +223,9 @@ def fit(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None,
         raise ValueError(f"fit needs a finite, non-empty training dataset (cardinality {steps}).")
     try:
         history = model.fit(
-            train.repeat(),
+            train.with_options(PIPELINE).repeat(),
             steps_per_epoch=steps,
-            validation_data=val,
+            validation_data=None if val is None else val.with_options(PIPELINE),
             epochs=epochs,
             verbose=0,
             shuffle=False,  # tf.data already shuffles

@@ -42,7 +42,7 @@ test HR / NDCG@10 (2,048 negatives, LR_PATIENCE 3): 0.0545 / 0.0311 with one ref
 the last, lowest rate; 0.0568 / 0.0323 at the best epoch's; 0.0580 / 0.0327 with two;
 0.0575 / 0.0320 with two and LR_PATIENCE 5, the default (ML-100K NDCG@10 0.113 vs 0.108 at 3);
 since one data iterator serves the whole fit (``keras_fit.fit``), 0.0575 / 0.0318 in 178 s and
-ML-100K 0.117 in 114 s on 2 cores.
+ML-100K 0.117 in 114–121 s on 2 cores.
 The users' recent sequences are part of the model (saved with it); :meth:`SASRec.with_history`
 swaps them for newer histories without retraining.
 
