@@ -3,7 +3,7 @@
     base        the contract: TrainingData, FitConfig, Recommender, shared helpers
     keras_fit   device, pointwise input pipeline, the compile/fit/early-stopping loop
     sequences   histories as padded item sequences
-    popularity, recent, mf, sasrec, two_tower: one module per model
+    popularity, recent, affinity, mf, sasrec, two_tower: one module per model
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from recpipe.models.base import FitConfig, Recommender, TrainingData
 
 #: name → (module, class). Modules are imported on first use: TensorFlow only for TF models.
 REGISTRY = {
+    "affinity": ("recpipe.models.affinity", "Affinity"),
     "mf": ("recpipe.models.mf", "MatrixFactorization"),
     "popularity": ("recpipe.models.popularity", "Popularity"),
     "recent": ("recpipe.models.recent", "Recent"),
