@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from recpipe.models.base import FitConfig, Recommender, TrainingData, pad_items
+from recpipe.models.base import FitConfig, Recommender, TrainingData, has_rows, pad_items
 
 EPSILON = 1e-3
 
@@ -84,11 +84,7 @@ class Affinity(Recommender):
         return pad_items(out.astype(np.float32), n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
-        users = np.asarray(users)
-        known = users < len(self.indptr) - 1
-        out = np.zeros(len(users), bool)
-        out[known] = np.diff(self.indptr)[users[known]] > 0
-        return out
+        return has_rows(self.indptr, users)
 
     def save(self, directory: Path) -> None:
         np.savez(directory / "affinity.npz", indptr=self.indptr, categories=self.categories, share=self.share,

@@ -171,6 +171,16 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32, copy=False)
 
 
+def has_rows(indptr: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """Which of ``users`` have a non-empty row in the CSR row starts ``indptr`` (users beyond
+    its rows: none)."""
+    users = np.asarray(users)
+    known = users < len(indptr) - 1
+    out = np.zeros(len(users), bool)
+    out[known] = np.diff(indptr)[users[known]] > 0
+    return out
+
+
 def pad_items(scores: np.ndarray, n_items: int) -> np.ndarray:
     """Widen (n_users, known_items) scores to n_items columns, -inf for unseen items."""
     if scores.shape[1] >= n_items:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from recpipe.models.base import FitConfig, Recommender, TrainingData, pad_items
+from recpipe.models.base import FitConfig, Recommender, TrainingData, has_rows, pad_items
 
 HALF_LIFE_DAYS = 3.0
 DAY_US = 86_400_000_000
@@ -146,11 +146,7 @@ class Recent(Recommender):
         return pad_items(out, n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
-        users = np.asarray(users)
-        known = users < len(self.indptr) - 1
-        out = np.zeros(len(users), bool)
-        out[known] = np.diff(self.indptr)[users[known]] > 0
-        return out
+        return has_rows(self.indptr, users)
 
     def save(self, directory: Path) -> None:
         np.savez(directory / "recent.npz", indptr=self.indptr, items=self.items, strength=self.strength,
