@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from recpipe.models.base import FitConfig, Recommender, TrainingData, has_rows, pad_items
+from recpipe.models.base import FitConfig, Recommender, TrainingData, has_rows, pad_items, row_entries, sparse_rows
 
 EPSILON = 1e-3
 
@@ -41,21 +41,17 @@ class Affinity(Recommender):
         self.share = share  # (nnz,) float32: the user's share of weight in that category
         self.item_category = item_category  # (n_items,) int32
         self.popularity = popularity  # (n_items,) float32 in [0, 1]
+        self._codes = self._columns = None  # derived from item_category when first scoring
 
     @staticmethod
     def _shares(data: TrainingData, item_category: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(indptr, categories, share): each user's weight per category of ``data``'s pairs."""
+        """(indptr, categories, share): each user's share of weight per category of ``data``'s pairs."""
         known = data.items < len(item_category)
-        users = data.users[known].astype(np.int64)
-        cats = item_category[data.items[known]].astype(np.int64)
-        key = users << 32 | cats
-        uniq, inverse = np.unique(key, return_inverse=True)
-        weight = np.bincount(inverse, weights=np.asarray(data.weights, np.float64)[known], minlength=len(uniq))
-        pair_users = (uniq >> 32).astype(np.int64)
+        indptr, categories, weight = sparse_rows(data.users[known], item_category[data.items[known]],
+                                                 np.asarray(data.weights)[known], data.n_users)
+        pair_users = np.repeat(np.arange(data.n_users), np.diff(indptr))
         total = np.bincount(pair_users, weights=weight, minlength=data.n_users)
-        share = (weight / np.maximum(total[pair_users], 1e-12)).astype(np.float32)
-        indptr = np.searchsorted(pair_users, np.arange(data.n_users + 1)).astype(np.int64)
-        return indptr, (uniq & 0xFFFFFFFF).astype(np.int32), share
+        return indptr, categories, (weight / np.maximum(total[pair_users], 1e-12)).astype(np.float32)
 
     def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
         self.item_category = (np.zeros(data.n_items, np.int32) if data.item_features is None
@@ -72,16 +68,12 @@ class Affinity(Recommender):
         return Affinity(indptr, categories, share, self.item_category, self.popularity)
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
-        users = np.asarray(users)
-        codes, column = np.unique(self.item_category, return_inverse=True)
-        shares = np.zeros((len(users), len(codes)), np.float32)  # (B, distinct categories)
-        known = users < len(self.indptr) - 1
-        rows = np.flatnonzero(known)
-        starts, ends = self.indptr[users[known]], self.indptr[users[known] + 1]
-        counts = ends - starts
-        at = np.repeat(starts - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
-        shares[np.repeat(rows, counts), np.searchsorted(codes, self.categories[at])] = self.share[at]
-        out = (shares[:, column] + np.float32(EPSILON)) * self.popularity[None, :]
+        if self._columns is None:  # each item's column among the distinct categories
+            self._codes, self._columns = np.unique(self.item_category, return_inverse=True)
+        shares = np.zeros((len(users), len(self._codes)), np.float32)  # (B, distinct categories)
+        rows, at = row_entries(self.indptr, users)
+        shares[rows, np.searchsorted(self._codes, self.categories[at])] = self.share[at]
+        out = (shares[:, self._columns] + np.float32(EPSILON)) * self.popularity[None, :]
         return pad_items(out.astype(np.float32), n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:

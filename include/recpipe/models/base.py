@@ -171,6 +171,28 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32, copy=False)
 
 
+def sparse_rows(users: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                n_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr (n_users + 1,), cols (nnz,) int32, sums (nnz,) float64): the sum of ``weights``
+    per distinct (user, col) pair, as CSR rows by user, cols ascending within a row."""
+    key = np.asarray(users, np.int64) << 32 | np.asarray(cols, np.int64)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    sums = np.bincount(inverse, weights=np.asarray(weights, np.float64), minlength=len(uniq))
+    indptr = np.searchsorted(uniq >> 32, np.arange(n_users + 1)).astype(np.int64)
+    return indptr, (uniq & 0xFFFFFFFF).astype(np.int32), sums
+
+
+def row_entries(indptr: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, at): for every entry of the CSR rows of ``users``, its user's position in
+    ``users`` and its position in the CSR arrays (users beyond the rows have none)."""
+    users = np.asarray(users)
+    known = users < len(indptr) - 1
+    starts = np.where(known, indptr[np.minimum(users, len(indptr) - 2)], 0)
+    counts = np.where(known, indptr[np.minimum(users, len(indptr) - 2) + 1] - starts, 0)
+    rows = np.repeat(np.arange(len(users)), counts)
+    return rows, np.repeat(starts - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+
+
 def has_rows(indptr: np.ndarray, users: np.ndarray) -> np.ndarray:
     """Which of ``users`` have a non-empty row in the CSR row starts ``indptr`` (users beyond
     its rows: none)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from recpipe.models.base import FitConfig, Recommender, TrainingData, has_rows, pad_items
+from recpipe.models.base import FitConfig, Recommender, TrainingData, has_rows, pad_items, row_entries, sparse_rows
 
 HALF_LIFE_DAYS = 3.0
 DAY_US = 86_400_000_000
@@ -100,12 +100,8 @@ class Recent(Recommender):
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
         age_days = (ts.max(initial=0) - ts) / DAY_US if len(ts) else np.zeros(0)
         value = np.asarray(weights, np.float64) * np.power(0.5, age_days / HALF_LIFE_DAYS)
-        key = users << 32 | items
-        uniq, inverse = np.unique(key, return_inverse=True)
-        strength = np.bincount(inverse, weights=value, minlength=len(uniq)).astype(np.float32)
-        pair_users = (uniq >> 32).astype(np.int64)
-        indptr = np.searchsorted(pair_users, np.arange(n_users + 1)).astype(np.int64)
-        return cls(indptr, (uniq & 0xFFFFFFFF).astype(np.int32), strength, np.asarray(popularity, np.float32))
+        indptr, pair_items, strength = sparse_rows(users, items, value, n_users)
+        return cls(indptr, pair_items, strength.astype(np.float32), np.asarray(popularity, np.float32))
 
     @classmethod
     def by_propensity(cls, users: np.ndarray, items: np.ndarray, types: np.ndarray, ts: np.ndarray, until: int,
@@ -137,11 +133,7 @@ class Recent(Recommender):
         users = np.asarray(users)
         base = self.popularity / (self.popularity.max(initial=0.0) + 1.0) - 1.0  # untouched: [-1, 0)
         out = np.repeat(base[None, :], len(users), axis=0).astype(np.float32)
-        known = users < len(self.indptr) - 1
-        starts = np.where(known, self.indptr[np.minimum(users, len(self.indptr) - 2)], 0)
-        counts = np.where(known, self.indptr[np.minimum(users, len(self.indptr) - 2) + 1] - starts, 0)
-        rows = np.repeat(np.arange(len(users)), counts)
-        at = np.repeat(starts - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+        rows, at = row_entries(self.indptr, users)
         out[rows, self.items[at]] = self.strength[at]
         return pad_items(out, n_items)
 
