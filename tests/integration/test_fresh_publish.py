@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pytest
@@ -67,3 +68,21 @@ def test_personalised_rows_cite_an_item_of_the_users_own_history(shop):
     assert len(similar) and (similar.reason_item_id != similar.item_id).all()
     assert table[~table.reason.isin(["recently_viewed", "history_similar"])].reason_item_id.isna().all()
     assert publish.check(shop[0], shop[1])["reasons"] == sorted(set(table.reason))
+
+
+def test_history_popularity_adds_the_days_own_events(shop):
+    from recpipe.events import EVENT_WEIGHTS
+    from recpipe.stages.features import SEQUENCE_LENGTH
+
+    store, dt, _, _, _ = shop
+    features = Features(store, dt)
+    day = store.read_table(partition("clean/events", dt), "events", columns=["user_id", "item_id", "event_type"])
+    day = day.to_pandas()
+    assert day.groupby("user_id").size().max() <= SEQUENCE_LENGTH  # every event of D is in the sequences
+    vocab = features.table("items", columns=["item_id"])["item_id"].to_pylist()
+    idx = day.item_id.map({item: i for i, item in enumerate(vocab)}).to_numpy()
+    weight = day.event_type.map(EVENT_WEIGHTS).to_numpy()
+    before = features.table("items", columns=["popularity"])["popularity"].to_numpy()
+    expected = before + np.bincount(idx, weight, minlength=len(before))
+    np.testing.assert_allclose(features.history(PARAMS.event_weights).popularity, expected, rtol=1e-9)
+    assert (expected > before).sum() > 100  # D's events moved many items

@@ -1,5 +1,7 @@
 """The category-affinity model: a user's category shares times popularity, derived by hand."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from recpipe.models import FitConfig, TrainingData
@@ -39,3 +41,13 @@ def test_newer_histories_move_the_shares():
     assert np.argmax(model.score(np.array([0]), 6)[0]) == 1  # category 7's most popular
     assert np.argmax(newer.score(np.array([0]), 6)[0]) == 3  # now 3/4 in category 9
     assert newer.knows(np.array([2]))[0] and np.argmax(newer.score(np.array([2]), 6)[0]) == 5  # the uncategorised
+
+
+def test_newer_histories_bring_their_popularity():
+    model = Affinity()
+    model.fit(data([0], [0], [1.0]), FitConfig())
+    later = np.array([1.0, 4.0, 9.0, 8.0, 2.0, 6.0])  # item 2 became the most popular of category 7
+    newer = model.with_history(replace(data([0], [0], [1.0]), popularity=later))
+    np.testing.assert_allclose(newer.score(np.array([0]), 6)[0], (np.r_[[1.0] * 3, [0.0] * 3] + EPSILON) * later / 9,
+                               rtol=1e-6)
+    assert np.argmax(model.score(np.array([0]), 6)[0]) == 1 and np.argmax(newer.score(np.array([0]), 6)[0]) == 2

@@ -107,7 +107,9 @@ class Features:
         """Every user's interactions through the end of D, as models score from them at publish:
         the (user, item) pairs before D (``interactions``) joined with D's own events (the
         ``sequences``' last L of them), one row per pair: weight summed (D's events weighted by
-        ``event_weights``), ``last_ts`` the latest touch. Users first seen on D are included."""
+        ``event_weights``), ``last_ts`` the latest touch. Users first seen on D are included.
+        ``popularity`` is through the end of D too: the decayed weight before D plus D's events'
+        (D's own events weigh fully, as in ``features.window``)."""
         meta = self.meta
         inter = self.table("interactions", columns=["user_idx", "item_idx", "weight", "last_ts"])
         users, items, weights, ts, types = self.recent_events(False, event_weights)
@@ -125,7 +127,8 @@ class Features:
         return TrainingData(
             users=(key[last] >> 32).astype(np.int32), items=(key[last] & 0xFFFFFFFF).astype(np.int32),
             weights=np.bincount(group, weights=w[order]).astype(np.float32) if len(key) else np.zeros(0, np.float32),
-            n_users=meta["n_users"], n_items=meta["n_items"], popularity=items_["popularity"].to_numpy(),
+            n_users=meta["n_users"], n_items=meta["n_items"],
+            popularity=items_["popularity"].to_numpy() + np.bincount(items[today], weights[today], meta["n_items"]),
             last_ts=t[last], item_features=item_feature_codes(items_), events=Events(users, items, types))
 
     def training_data(self) -> TrainingData:

@@ -53,19 +53,23 @@ class Affinity(Recommender):
         total = np.bincount(pair_users, weights=weight, minlength=data.n_users)
         return indptr, categories, (weight / np.maximum(total[pair_users], 1e-12)).astype(np.float32)
 
+    @staticmethod
+    def _normalised(popularity: np.ndarray) -> np.ndarray:
+        pop = np.asarray(popularity, np.float64)
+        return (pop / max(pop.max(initial=0.0), 1e-12)).astype(np.float32)
+
     def fit(self, data: TrainingData, config: FitConfig, initial: Recommender | None = None) -> dict[str, Any]:
         self.item_category = (np.zeros(data.n_items, np.int32) if data.item_features is None
                               else np.asarray(data.item_features[:, 0], np.int32))
-        pop = np.asarray(data.popularity, np.float64)
-        self.popularity = (pop / max(pop.max(initial=0.0), 1e-12)).astype(np.float32)
+        self.popularity = self._normalised(data.popularity)
         self.indptr, self.categories, self.share = self._shares(data, self.item_category)
         return {"epochs": 0, "categories": int(len(np.unique(self.item_category))),
                 "users_with_history": int((np.diff(self.indptr) > 0).sum())}
 
     def with_history(self, data: TrainingData, since: int | None = None) -> "Affinity":
-        """The shares of the histories in ``data`` (new users too), the fitted items kept."""
+        """The shares and popularity of ``data`` (new users too), the fitted categories kept."""
         indptr, categories, share = self._shares(data, self.item_category)
-        return Affinity(indptr, categories, share, self.item_category, self.popularity)
+        return Affinity(indptr, categories, share, self.item_category, self._normalised(data.popularity))
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
         if self._columns is None:  # each item's column among the distinct categories
