@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from recpipe.events import EVENT_TYPES, EVENT_WEIGHTS
 from recpipe.errors import ConfigError
 
-MODELS = ("mf", "popularity", "recent", "affinity", "sasrec", "two_tower")
+MODELS = ("mf", "popularity", "recent", "affinity", "propensity", "sasrec", "two_tower")
 #: train: train a candidate and gate it; republish: publish with the champion of that date.
 MODES = ("train", "republish")
 #: The drift measures with a drift_<measure>_warn / drift_<measure>_fail pair of params.
@@ -68,7 +68,8 @@ class RunParams:
 
     model: str = _param("mf", "Model to train: mf (matrix factorisation), sasrec (self-attention over recent "
                         "items), two_tower (id + content features, click/purchase heads; scores new items), "
-                        "affinity (popular items of the user's categories), popularity or recent (the user's recently "
+                        "affinity (popular items of the user's categories), propensity (next-day purchase odds learnt from "
+                        "the last days' purchases; for shop logs), popularity or recent (the user's recently "
                         "touched items; the two baselines).",
                         choices=MODELS)
     mode: str = _param("train", "train: train and gate a candidate. republish: skip training, publish with the "

@@ -129,7 +129,7 @@ class Features:
             weights=np.bincount(group, weights=w[order]).astype(np.float32) if len(key) else np.zeros(0, np.float32),
             n_users=meta["n_users"], n_items=meta["n_items"],
             popularity=items_["popularity"].to_numpy() + np.bincount(items[today], weights[today], meta["n_items"]),
-            last_ts=t[last], item_features=item_feature_codes(items_), events=Events(users, items, types))
+            last_ts=t[last], item_features=item_feature_codes(items_), events=Events(users, items, types, ts))
 
     def training_data(self) -> TrainingData:
         """What a model learns from: the interactions before D, as dense indices."""
@@ -155,5 +155,5 @@ class Features:
             last_ts=inter["last_ts"].cast("int64").to_numpy(),
             item_features=item_feature_codes(items),
             purchased=np.isin(key, bought_key),
-            events=Events(*self.events(True)[:3]),
+            events=Events(*self.events(True)),
         )

@@ -3,7 +3,7 @@
     base        the contract: TrainingData, FitConfig, Recommender, shared helpers
     keras_fit   device, pointwise input pipeline, the compile/fit/early-stopping loop
     sequences   histories as padded item sequences
-    popularity, recent, affinity, mf, sasrec, two_tower: one module per model
+    popularity, recent, affinity, propensity, mf, sasrec, two_tower: one module per model
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ REGISTRY = {
     "affinity": ("recpipe.models.affinity", "Affinity"),
     "mf": ("recpipe.models.mf", "MatrixFactorization"),
     "popularity": ("recpipe.models.popularity", "Popularity"),
+    "propensity": ("recpipe.models.propensity", "Propensity"),
     "recent": ("recpipe.models.recent", "Recent"),
     "sasrec": ("recpipe.models.sasrec", "SASRec"),
     "two_tower": ("recpipe.models.two_tower", "TwoTower"),

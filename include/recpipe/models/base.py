@@ -80,11 +80,12 @@ class FitConfig:
 class Events:
     """Users' latest events in time order, repeats included (the ``sequences`` feature table):
     flat (n_events,) arrays grouped by user, oldest first. users, items: dense indices;
-    types: int8 codes of ``recpipe.events.EVENT_TYPES``."""
+    types: int8 codes of ``recpipe.events.EVENT_TYPES``; ts: int64 epoch µs (None: unknown)."""
 
     users: np.ndarray
     items: np.ndarray
     types: np.ndarray
+    ts: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
