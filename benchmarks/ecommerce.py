@@ -5,7 +5,7 @@
 Seeds the synthetic shop (``ShopSpec()``: views, re-views, carts and purchases across days,
 about half of the purchases of items touched before; ``--seed`` and ``--p-revisit`` give
 other shops of the kind), validates its history, runs
-the daily pipeline (``--model``, default mf) for the last ``--dates`` dates but one, and
+the daily pipeline (``--model``, default propensity: the shop model) for the last ``--dates`` dates but one, and
 measures each published table for date D against what users did on D + 1:
 
 - ``purchase_hr@10``: share of the users who bought something on D + 1 (and have a list)
@@ -152,7 +152,7 @@ def bayes_lists(odds: dict[tuple[str, str], float], history: pd.DataFrame, users
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="mf")
+    p.add_argument("--model", default="propensity")
     p.add_argument("--dates", type=int, default=4, help="publish this many dates, the last seeded day judges the last")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--repeat-slots", type=int, default=-1, help="the run param (-1: the gate chooses)")

@@ -38,7 +38,7 @@ HALF_LIFE_DAYS = 3.0
 LABEL_DAYS = 3
 MIN_POSITIVES = 30
 BINS = 6
-CANDIDATES = 40
+CANDIDATES = 100
 SUCCESSOR_CANDIDATES = 4
 #: users whose rows a label day contributes at most (a seeded sample beyond)
 MAX_FIT_USERS = 20_000
