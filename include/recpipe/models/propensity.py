@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from recpipe.events import EVENT_TYPES
-from recpipe.models.base import Events, FitConfig, Recommender, TrainingData, has_rows, pad_items, row_entries
+from recpipe.models.base import (Events, FitConfig, Recommender, TrainingData, has_rows, pad_items, row_entries,
+                                 sparse_rows)
 
 DAY_US = 86_400_000_000
 HALF_LIFE_DAYS = 3.0
@@ -75,10 +76,11 @@ class State:
         self.indptr = np.searchsorted(self.pair_users, np.arange(n_users + 1))
         pop = np.bincount(i, weights=np.power(0.5, (until - ts) / DAY_US / HALF_LIFE_DAYS), minlength=n_items)
         self.popularity = pop[:n_items] / max(pop.max(initial=0.0), 1e-12)
-        cats = int(category.max(initial=0)) + 1
-        self.shares = np.zeros((n_users, cats), np.float32)
-        np.add.at(self.shares, (u, category[i]), 1.0)
-        self.shares /= np.maximum(self.shares.sum(axis=1, keepdims=True), 1.0)
+        # each user's share of events per category, as CSR rows (categories can be many)
+        self.share_ptr, self.share_cats, share = sparse_rows(u, category[i], np.ones(len(u)), n_users)
+        self.share_keys = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(self.share_ptr)) << 32 | self.share_cats
+        self.share = share / np.bincount(u, minlength=n_users)[self.share_keys >> 32]
+        self.n_categories = int(category.max(initial=0)) + 1
         by_time = np.lexsort((ts, u))
         su, si = u[by_time], i[by_time]
         self.last_item = np.full(n_users, -1, np.int64)
@@ -105,18 +107,18 @@ class State:
 
     def shared(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         """The three features of any pair (see the module docstring), for pairs (users, items)."""
-        query = self.last_item[users] << 32 | np.asarray(items, np.int64)
-        succ = np.zeros(len(query))
-        if len(self.succ_keys):
-            at = np.minimum(np.searchsorted(self.succ_keys, query), len(self.succ_keys) - 1)
-            hit = (self.last_item[users] >= 0) & (self.succ_keys[at] == query)
-            succ[hit] = self.succ_share[at[hit]]
-        return [np.log(1e-3 + self.shares[users, self.category[items]]), np.log(1e-4 + self.popularity[items]),
-                np.log(1e-3 + succ)]
+        succ = np.where(self.last_item[users] >= 0, _lookup(self.succ_keys, self.succ_share,
+                                                              self.last_item[users] << 32 | np.asarray(items, np.int64)), 0.0)
+        return [np.log(1e-3 + _lookup(self.share_keys, self.share, np.asarray(users, np.int64) << 32
+                                      | self.category[items])),
+                np.log(1e-4 + self.popularity[items]), np.log(1e-3 + succ)]
 
     def dense(self, users: np.ndarray) -> list[np.ndarray]:
         """The three features of every (user, item) of ``users``: (len(users), n_items) each."""
-        share = self.shares[users][:, self.category[: self.n_items]]
+        shares = np.zeros((len(users), self.n_categories))
+        rows, at = row_entries(self.share_ptr, users)
+        shares[rows, self.share_cats[at]] = self.share[at]
+        share = shares[:, self.category[: self.n_items]]
         return [np.log(1e-3 + share), np.broadcast_to(np.log(1e-4 + self.popularity), share.shape),
                 np.log(1e-3 + self.successors(users))]
 
@@ -264,6 +266,14 @@ class Propensity(Recommender):
             out.category = z["category"]
             out._score_from(Events(z["users"], z["items"], z["types"], z["ts"]), int(z["until"]), *map(int, z["shape"]))
         return out
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``values`` at the sorted int64 ``keys`` equal to each ``query``; 0 where none is."""
+    if not len(keys):
+        return np.zeros(len(query))
+    at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return np.where(keys[at] == query, values[at], 0.0)
 
 
 def _events(data: TrainingData) -> Events:
