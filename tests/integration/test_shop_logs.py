@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from recpipe import contracts, pipeline, sources
+from recpipe.artifacts import registry
 from recpipe.config import RunParams
 from recpipe.errors import PublishRefused
 from recpipe.io import landing
@@ -155,3 +156,29 @@ def test_realised_feedback_scores_yesterdays_table_on_todays_purchases_and_click
     pipeline.run(store, dates[-1], RunParams(model="popularity", top_k=7))
     page = store.get_bytes(f"reports/evaluation/dt={dates[-1]}/index.html").decode()
     assert "realised purchase hit rate" in page and "realised click hit rate" in page
+
+
+def test_propensity_learns_from_the_shops_purchases_and_mixes_repeats_and_discovery(shop):
+    store, dates = shop
+    params = RunParams(model="propensity", top_k=5)
+    for dt in dates:
+        pipeline.validate(store, dt, params)
+    dt = dates[-1]
+    pipeline.features(store, dt, params)
+    ref = pipeline.train(store, dt, params)
+    fit = registry.metadata(store, ref)["training"]
+    assert fit["label"] == "purchase" and fit["touched_learnt"] and fit["untouched_learnt"]
+    publish.publish(store, dt, params, {"publish": ref, "repeat_slots": 0})
+    table = publish.read(store, dt).to_pandas()
+    mine = table[table.model_name == "propensity"]
+    # one list per user holds both the user's own items and items they never touched
+    touched = set()
+    for d in dates:
+        ev = store.read_table(partition("clean/events", d), "events", columns=["user_id", "item_id"])
+        touched |= set(zip(ev["user_id"].to_pylist(), ev["item_id"].to_pylist()))
+    own = [(u, i) in touched for u, i in zip(mine.user_id, mine.item_id)]
+    mine = mine.assign(own=own)
+    mixed = mine.groupby("user_id")["own"].agg(["any", "all"])
+    assert (mixed["any"] & ~mixed["all"]).sum() >= 20
+    # a touched item is likelier to be bought than an untouched one: the learnt odds rank them first
+    assert mine[mine.own]["rank"].mean() + 1 < mine[~mine.own]["rank"].mean()
