@@ -172,17 +172,16 @@ class Logistic:
         self.weights = w
         return self
 
+    def part(self, j: int, f: np.ndarray) -> np.ndarray:
+        """Feature ``j``'s additive share of the log-odds at values ``f`` (any shape): its
+        weight times the value plus its bin's weight."""
+        edges = self.edges[j]
+        at = len(self.edges) + sum(len(e) for e in self.edges[:j])
+        return self.weights[j] * f + np.r_[0.0, self.weights[at:at + len(edges)]][np.searchsorted(edges, f, side="right")]
+
     def logit(self, x: list[np.ndarray]) -> np.ndarray:
         """Log-odds of rows ``x`` (features as arrays of any one shape)."""
-        n, out = len(x), np.full(x[0].shape, self.weights[-1])
-        for j, f in enumerate(x):
-            out = out + self.weights[j] * f
-        at = n
-        for f, e in zip(x, self.edges):
-            bins = np.r_[0.0, self.weights[at:at + len(e)]]
-            out = out + bins[np.searchsorted(e, f, side="right")]
-            at += len(e)
-        return out
+        return self.weights[-1] + sum(self.part(j, f) for j, f in enumerate(x))
 
 
 class Propensity(Recommender):
@@ -234,16 +233,25 @@ class Propensity(Recommender):
         return out
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
-        """Log-odds of a purchase: (len(users), n_items); items the model never saw: -inf."""
+        """Log-odds of a purchase: (len(users), n_items); items the model never saw: -inf.
+
+        The discovery log-odds are a sum of one part per feature, so each part is computed where
+        it varies: per (user, category) for the share, per item for popularity, and per
+        successor entry on top of the no-successor part; then the touched pairs are overwritten.
+        """
         users = np.asarray(users, np.int64)
-        known = users < self.state.n_users
-        safe = np.where(known, users, 0)
-        out = self.untouched.logit(self.state.dense(safe))
-        rows, at = row_entries(self.state.indptr, users)
-        out[rows, self.state.pair_items[at]] = self.touched.logit(list(self.state.touched[at].T))
-        out[~known] = self.untouched.logit([np.full(self.state.n_items, np.log(1e-3)),
-                                            np.log(1e-4 + self.state.popularity),
-                                            np.full(self.state.n_items, np.log(1e-3))])
+        st, model = self.state, self.untouched
+        shares = np.zeros((len(users), st.n_categories))
+        rows, at = row_entries(st.share_ptr, users)
+        shares[rows, st.share_cats[at]] = st.share[at]
+        no_successor = model.part(2, np.log(1e-3))
+        out = (model.part(0, np.log(1e-3 + shares))[:, st.category[: st.n_items]]
+               + model.part(1, np.log(1e-4 + st.popularity))[None, :] + (model.weights[-1] + no_successor))
+        prev = np.where(users < st.n_users, st.last_item[np.minimum(users, st.n_users - 1)], -1)
+        rows, at = row_entries(st.succ_ptr, np.where(prev >= 0, prev, st.n_items))
+        out[rows, st.succ_items[at]] += model.part(2, np.log(1e-3 + st.succ_share[at])) - no_successor
+        rows, at = row_entries(st.indptr, users)
+        out[rows, st.pair_items[at]] = self.touched.logit(list(st.touched[at].T))
         return pad_items(out.astype(np.float32), n_items)
 
     def knows(self, users: np.ndarray) -> np.ndarray:
