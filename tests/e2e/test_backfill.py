@@ -60,12 +60,14 @@ def test_a_backfill_reproduces_the_daily_runs_of_its_dates(live_stack):
     cli = [str(Path(sys.executable).with_name("airflow")), "backfill", "create", "--dag-id", DAG,
            "--from-date", dates[0], "--to-date", dates[-1], "--max-active-runs", "1",
            "--reprocess-behavior", "completed", "--dag-run-conf", json.dumps(CONF)]
-    for _ in range(5):  # the embedded stack's SQLite: a write that meets the scheduler's fails at once
+    for attempt in range(5):  # the embedded stack's SQLite: a write that meets the scheduler's fails at once
         created = subprocess.run(cli, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
         if created.returncode == 0 or "database is locked" not in created.stderr:
-            break  # (SQLITE_BUSY without the busy timeout when a reader must upgrade); it rolls back
+            break  # (SQLITE_BUSY without the busy timeout when a reader must upgrade)
         time.sleep(5)
-    assert created.returncode == 0, f"airflow backfill create exited {created.returncode}:\n{created.stderr[-4000:]}"
+    # a locked attempt can fail after committing the backfill: the retry then finds it running (seen in CI)
+    ours = attempt > 0 and "AlreadyRunningBackfill" in created.stderr
+    assert created.returncode == 0 or ours, f"airflow backfill create exited {created.returncode}:\n{created.stderr[-4000:]}"
     assert _wait(api, "backfill", dates) == {dt: "success" for dt in dates}
 
     for dt in dates:
