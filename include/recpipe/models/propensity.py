@@ -34,8 +34,8 @@ import numpy as np
 from recpipe.events import EVENT_TYPES
 from recpipe.models.base import (Events, FitConfig, Recommender, TrainingData, has_rows, pad_items, row_entries,
                                  sparse_rows)
+from recpipe.models.recent import DAY_US, pair_features
 
-DAY_US = 86_400_000_000
 HALF_LIFE_DAYS = 3.0
 LABEL_DAYS = 3
 MIN_POSITIVES = 30
@@ -60,20 +60,12 @@ class State:
 
     def __init__(self, events: Events, until: int, n_users: int, n_items: int, category: np.ndarray):
         keep = events.ts < until
-        u, i, t, ts = (np.asarray(a)[keep].astype(np.int64) for a in (events.users, events.items, events.types, events.ts))
+        u, i, ts = (np.asarray(a)[keep].astype(np.int64) for a in (events.users, events.items, events.ts))
         self.n_users, self.n_items, self.category = n_users, n_items, category
-        key = u << 32 | i
-        uniq, inverse = np.unique(key, return_inverse=True)
-        counts = np.zeros((len(uniq), N_TYPES))
-        np.add.at(counts, (inverse, t), 1.0)
-        last = np.full(len(uniq), np.iinfo(np.int64).min)
-        np.maximum.at(last, inverse, ts)
-        self.pair_users, self.pair_items = uniq >> 32, uniq & 0xFFFFFFFF
-        self.bought = counts[:, PURCHASE] > 0
-        order = np.lexsort((-last, self.pair_users))
-        starts = np.searchsorted(self.pair_users[order], self.pair_users[order], side="left")
-        place = np.empty(len(uniq))
-        place[order] = np.arange(len(uniq)) - starts
+        # the touched-only features are the recent model's: events per type, age, place (and a 1)
+        self.pair_users, self.pair_items, own = pair_features(events.users, events.items, events.types, events.ts,
+                                                              until, N_TYPES)
+        self.bought = own[:, PURCHASE] > 0
         self.indptr = np.searchsorted(self.pair_users, np.arange(n_users + 1))
         pop = np.bincount(i, weights=np.power(0.5, (until - ts) / DAY_US / HALF_LIFE_DAYS), minlength=n_items)
         self.popularity = pop[:n_items] / max(pop.max(initial=0.0), 1e-12)
@@ -94,17 +86,22 @@ class State:
         self.succ_items = (mkey & 0xFFFFFFFF).astype(np.int64)
         out = np.bincount(mkey >> 32, weights=moves, minlength=n_items)
         self.succ_share = moves / out[mkey >> 32]
-        self.touched = np.column_stack([
-            np.log1p(counts), np.log1p((until - last) / DAY_US), np.log1p(place),
-            *self.shared(self.pair_users, self.pair_items)])
+        self.touched = np.column_stack([own[:, :-1], *self.shared(self.pair_users, self.pair_items)])
 
-    def successors(self, users: np.ndarray) -> np.ndarray:
-        """(len(users), n_items) share of the moves from each user's last item to each item."""
-        out = np.zeros((len(users), self.n_items))
-        prev = self.last_item[users]
-        rows, at = row_entries(self.succ_ptr, np.where(prev >= 0, prev, self.n_items))
-        out[rows, self.succ_items[at]] = self.succ_share[at]
+    def category_shares(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_categories) each user's share of events per category (users beyond: 0)."""
+        out = np.zeros((len(users), self.n_categories))
+        rows, at = row_entries(self.share_ptr, users)
+        out[rows, self.share_cats[at]] = self.share[at]
         return out
+
+    def successor_entries(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, items, shares): for each of ``users`` (its position), the items that followed
+        its last item in any session and their share of the moves from it."""
+        users = np.asarray(users, np.int64)
+        prev = np.where(users < self.n_users, self.last_item[np.minimum(users, self.n_users - 1)], -1)
+        rows, at = row_entries(self.succ_ptr, np.where(prev >= 0, prev, self.n_items))
+        return rows, self.succ_items[at], self.succ_share[at]
 
     def shared(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
         """The three features of any pair (see the module docstring), for pairs (users, items)."""
@@ -116,12 +113,12 @@ class State:
 
     def dense(self, users: np.ndarray) -> list[np.ndarray]:
         """The three features of every (user, item) of ``users``: (len(users), n_items) each."""
-        shares = np.zeros((len(users), self.n_categories))
-        rows, at = row_entries(self.share_ptr, users)
-        shares[rows, self.share_cats[at]] = self.share[at]
-        share = shares[:, self.category[: self.n_items]]
+        share = self.category_shares(users)[:, self.category[: self.n_items]]
+        successor = np.zeros(share.shape)
+        rows, items, shares = self.successor_entries(users)
+        successor[rows, items] = shares
         return [np.log(1e-3 + share), np.broadcast_to(np.log(1e-4 + self.popularity), share.shape),
-                np.log(1e-3 + self.successors(users))]
+                np.log(1e-3 + successor)]
 
     def candidates(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(users, items): each user's untouched discovery rows to learn from."""
@@ -194,7 +191,7 @@ class Propensity(Recommender):
         self.category = (np.zeros(data.n_items, np.int64) if data.item_features is None
                          else np.asarray(data.item_features[:, 0], np.int64))
         events = _events(data)
-        end = (int(events.ts.max(initial=0)) // DAY_US + 1) * DAY_US
+        end = _end_of_last_day(events)
         days = [end - d * DAY_US for d in range(LABEL_DAYS, 0, -1)]
         label = PURCHASE if ((events.types == PURCHASE) & (events.ts >= days[0])).sum() >= MIN_POSITIVES else None
         rng = np.random.default_rng(config.seed)
@@ -229,7 +226,7 @@ class Propensity(Recommender):
         out = Propensity()
         out.touched, out.untouched, out.category = self.touched, self.untouched, self.category
         events = _events(data)
-        out._score_from(events, (int(events.ts.max(initial=0)) // DAY_US + 1) * DAY_US, data.n_users, data.n_items)
+        out._score_from(events, _end_of_last_day(events), data.n_users, data.n_items)
         return out
 
     def score(self, users: np.ndarray, n_items: int) -> np.ndarray:
@@ -241,15 +238,11 @@ class Propensity(Recommender):
         """
         users = np.asarray(users, np.int64)
         st, model = self.state, self.untouched
-        shares = np.zeros((len(users), st.n_categories))
-        rows, at = row_entries(st.share_ptr, users)
-        shares[rows, st.share_cats[at]] = st.share[at]
         no_successor = model.part(2, np.log(1e-3))
-        out = (model.part(0, np.log(1e-3 + shares))[:, st.category[: st.n_items]]
+        out = (model.part(0, np.log(1e-3 + st.category_shares(users)))[:, st.category[: st.n_items]]
                + model.part(1, np.log(1e-4 + st.popularity))[None, :] + (model.weights[-1] + no_successor))
-        prev = np.where(users < st.n_users, st.last_item[np.minimum(users, st.n_users - 1)], -1)
-        rows, at = row_entries(st.succ_ptr, np.where(prev >= 0, prev, st.n_items))
-        out[rows, st.succ_items[at]] += model.part(2, np.log(1e-3 + st.succ_share[at])) - no_successor
+        rows, items, shares = st.successor_entries(users)
+        out[rows, items] += model.part(2, np.log(1e-3 + shares)) - no_successor
         rows, at = row_entries(st.indptr, users)
         out[rows, st.pair_items[at]] = self.touched.logit(list(st.touched[at].T))
         return pad_items(out.astype(np.float32), n_items)
@@ -283,6 +276,11 @@ def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarr
         return np.zeros(len(query))
     at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return np.where(keys[at] == query, values[at], 0.0)
+
+
+def _end_of_last_day(events: Events) -> int:
+    """The end (µs) of the UTC day of the latest event: "now" for features built from them."""
+    return (int(events.ts.max(initial=0)) // DAY_US + 1) * DAY_US
 
 
 def _events(data: TrainingData) -> Events:
