@@ -51,6 +51,7 @@ PARAMS = {
     "two_tower": dict(embedding_dim=64, epochs=40, negatives=8, batch_size=1024, learning_rate=0.002),
     "popularity": dict(),
     "affinity": dict(),
+    "propensity": dict(),
 }
 PROTOCOL = ("leave-one-out by timestamp (ties by row order): last item test, second last validation, rest train; "
             "test scored from train+validation history; full ranking over all items excluding those the user rated "
