@@ -44,11 +44,11 @@ from recpipe.config import RunParams, StoreConfig  # noqa: E402
 from recpipe.contracts import day_bounds  # noqa: E402
 from recpipe.io.layout import partition  # noqa: E402
 from recpipe.io.partitions import Store  # noqa: E402
+from recpipe.stages.features import SEQUENCE_LENGTH  # noqa: E402  (the product's L, measured as it runs)
 
 START = date(2024, 3, 1)
 DAYS = 30
 USERS, ITEMS, CATEGORIES = 100_000, 20_000, 50
-SEQUENCE_LENGTH = 50
 
 
 def _require_duckdb() -> None:
