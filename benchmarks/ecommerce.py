@@ -2,12 +2,15 @@
 
     python benchmarks/ecommerce.py --out benchmarks/results/ecommerce.json
 
-Seeds the synthetic shop (``ShopSpec()``: views, re-views, carts and purchases across days,
-about half of the purchases of items touched before; ``--seed`` and ``--p-revisit`` give
-other shops of the kind, ``--users`` a bigger one: ~300 buyers a day per 1,500 users, so a
-date's HR@10 is ±0.03 at the default size), validates its history, runs
-the daily pipeline (``--model``, default propensity: the shop model) for the last ``--dates`` dates but one, and
-measures each published table for date D against what users did on D + 1:
+Seeds the synthetic shop (``ShopSpec(users=USERS)``: views, re-views, carts and purchases
+across days, about half of the purchases of items touched before; ``--seed`` and
+``--p-revisit`` give other shops of the kind, ``--users`` another size), validates its
+history, runs the daily pipeline (``--model``, default propensity: the shop model) for the
+last ``--dates`` dates but one, and measures each published table for date D against what
+users did on D + 1. A day has ~300 buyers per 1,500 users: the tests' shop of 1,500
+(``ShopSpec()``) moves a date's purchase ratio by ±0.04, more than the margin the target
+judges, so the benchmark's shop has 6,000 users (1,250 buyers a date, ~4 min).
+The figures:
 
 - ``purchase_hr@10``: share of the users who bought something on D + 1 (and have a list)
   with at least one of those items in their top 10;
@@ -20,14 +23,17 @@ recently and has not bought) and ``popularity`` (the 10 items with most events o
 last 7 days, less what the user bought). Like the table (which publishes only available
 items), every list here holds only the items the catalog of D has available: the synthetic
 shop lets users buy unavailable items (2 % of its purchases), which no list should be
-credited for. Targets: table purchase HR ≥ 1.1 × recent's,
-table new-item HR ≥ 1.1 × popularity's. ``repeat_ceiling.purchase_hr@10``: the purchase HR
-of every touched, unbought item at once (:func:`repeat_ceiling`), what repeats alone can reach;
+credited for. Targets: table purchase HR ≥ 1.1 × recent's, table new-item HR ≥ 1.1 ×
+popularity's; ``purchase_vs_recent_ci95`` and ``new_item_vs_popularity_ci95`` are the two
+ratios' 95 % bootstrap intervals over the users (:func:`ratio_interval`): how far this shop's
+sampling alone moves them. ``repeat_ceiling.purchase_hr@10``: the purchase HR of every
+touched, unbought item at once (:func:`repeat_ceiling`), what repeats alone can reach;
 ``split_oracle.purchase_hr@10``: the best per-user split between the heuristic's list and the
-model's, chosen in hindsight (:func:`split_oracle`), what any rule for the repeat slots can reach;
-``bayes.purchase_hr@10``: each user's 10 unbought items with the highest chance of being bought
-on D + 1 by the shop's own latent state (``synthetic.purchase_odds``, ``--bayes-samples``
-simulations of D + 1), what no model learnt from the log can beat (:func:`bayes_lists`).
+model's, chosen in hindsight (:func:`split_oracle`), what any rule for the repeat slots can
+reach; ``bayes.purchase_hr@10``: each user's 10 unbought items with the highest chance of
+being bought on D + 1 by the shop's own latent state (``synthetic.purchase_odds``,
+``--bayes-samples`` simulations of D + 1), what no model learnt from the log can beat
+(:func:`bayes_lists`).
 
 Fresh history: the date's trained candidate (whatever the gate chose), without repeat
 slots, as publish scores it from history through the end of D (``fresh``) and from the
@@ -49,6 +55,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -66,6 +73,8 @@ from recpipe.stages.publish.table import recommend  # noqa: E402
 from recpipe.stages.train import candidate  # noqa: E402
 
 K = 10
+#: the benchmark shop's users: 4× the tests' shop, so the ratios' noise is half as wide
+USERS = 6000
 
 
 def events_until(store, dates: list[str]) -> pd.DataFrame:
@@ -97,21 +106,45 @@ def heuristics(history: pd.DataFrame, users: list[str], available: set[str]) -> 
     return {"recent": recent, "popularity": pop}
 
 
-def hit_rates(lists: dict[str, list[str]], history: pd.DataFrame, nextday: pd.DataFrame) -> dict[str, float]:
+def truths(history: pd.DataFrame, nextday: pd.DataFrame) -> dict[str, pd.Series]:
+    """What each figure counts as a hit, per user of D + 1: the items bought (``purchase``),
+    touched for the first time (``new_item``), touched (``any``, and ``newcomer_any`` for the
+    users first seen on D)."""
     seen = history.groupby("user_id")["item_id"].agg(set)
-    bought = purchases(nextday)
     new = nextday[[i not in seen.get(u, set()) for u, i in zip(nextday.user_id, nextday.item_id)]]
-    new = new.groupby("user_id")["item_id"].agg(set)
     touched = nextday.groupby("user_id")["item_id"].agg(set)
     first_day = history.groupby("user_id")["event_ts"].min().dt.normalize()
     newcomers = set(first_day[first_day == history.event_ts.max().normalize()].index)
+    return {"purchase": purchases(nextday), "new_item": new.groupby("user_id")["item_id"].agg(set),
+            "any": touched, "newcomer_any": touched[touched.index.isin(newcomers)]}
+
+
+def hits(lists: dict[str, list[str]], truth: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per user of ``truth``: (has a list, its top 10 holds one of the user's items)."""
+    member = np.array([u in lists for u in truth.index], bool)
+    hit = np.array([u in lists and bool(truth[u] & set(lists[u][:K])) for u in truth.index], bool)
+    return member, hit
+
+
+def hit_rates(lists: dict[str, list[str]], truth: dict[str, pd.Series]) -> dict[str, float]:
     out = {}
-    for name, truth in (("purchase", bought), ("new_item", new), ("any", touched),
-                        ("newcomer_any", touched[touched.index.isin(newcomers)])):
-        users = [u for u in truth.index if u in lists]
-        out[f"{name}_hr@{K}"] = sum(bool(truth[u] & set(lists[u][:K])) for u in users) / max(len(users), 1)
-        out[f"{name}_users"] = len(users)
+    for name, t in truth.items():
+        member, hit = hits(lists, t)
+        out[f"{name}_hr@{K}"] = float(hit.sum() / max(member.sum(), 1))
+        out[f"{name}_users"] = int(member.sum())
     return out
+
+
+def ratio_interval(dates: list[tuple[np.ndarray, ...]], samples: int = 1000, seed: int = 0) -> list[float]:
+    """The 95 % bootstrap interval of (mean over dates of list a's HR) / (that of list b's):
+    each date's users drawn again with replacement, the same draw for both lists (paired);
+    ``dates`` holds (a's member, a's hit, b's member, b's hit) per date, over the same users."""
+    rng, a, b = np.random.default_rng(seed), np.zeros(samples), np.zeros(samples)
+    for ma, ha, mb, hb in dates:
+        draw = rng.integers(0, len(ma), (samples, len(ma)))
+        a += ha[draw].sum(axis=1) / np.maximum(ma[draw].sum(axis=1), 1)
+        b += hb[draw].sum(axis=1) / np.maximum(mb[draw].sum(axis=1), 1)
+    return [round(float(q), 4) for q in np.quantile(a / np.maximum(b, 1e-9), [0.025, 0.975])]
 
 
 def repeat_ceiling(history: pd.DataFrame, nextday: pd.DataFrame, users: set[str], available: set[str]) -> float:
@@ -159,15 +192,15 @@ def main() -> int:
     p.add_argument("--repeat-slots", type=int, default=-1, help="the run param (-1: the gate chooses)")
     p.add_argument("--seed", type=int, default=ShopSpec.seed, help="the shop's seed (another shop, same kind)")
     p.add_argument("--p-revisit", type=float, default=ShopSpec.p_revisit, help="the shop's re-engagement")
-    p.add_argument("--users", type=int, default=ShopSpec.users,
-                   help="the shop's users (more: less noise; ~300 buyers a day per 1,500 users)")
+    p.add_argument("--users", type=int, default=USERS,
+                   help="the shop's users (fewer: more noise; ~300 buyers a day per 1,500 users)")
     p.add_argument("--bayes-samples", type=int, default=1000, help="simulations of each next day (0: no bayes list)")
     p.add_argument("--out")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     spec = ShopSpec(users=args.users, seed=args.seed, p_revisit=args.p_revisit)
     started = time.monotonic()
-    results = []
+    results, paired = [], {"purchase": [], "new_item": []}
     with temporary_store() as store:
         dates = sources.seed(store, spec)
         params = RunParams(model=args.model, epochs=args.epochs, top_k=K, repeat_slots=args.repeat_slots,
@@ -193,12 +226,15 @@ def main() -> int:
             if args.bayes_samples:
                 odds = purchase_odds(spec, dates.index(nxt), args.bayes_samples)
                 lists["bayes"] = bayes_lists(odds, history, list(lists["table"]), available)
+            truth = truths(history, nextday)
+            for name, baseline in (("purchase", "recent"), ("new_item", "popularity")):
+                paired[name].append((*hits(lists["table"], truth[name]), *hits(lists[baseline], truth[name])))
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
                    "repeat_slots": decision["repeat_slots"],
                    "repeat_ceiling.purchase_hr@10": repeat_ceiling(history, nextday, set(lists["table"]), available),
                    "split_oracle.purchase_hr@10": split_oracle(lists["recent"], lists["fresh"], nextday),
-                   **{f"{name}.{k}": v for name, ls in lists.items() for k, v in hit_rates(ls, history, nextday).items()}}
+                   **{f"{name}.{k}": v for name, ls in lists.items() for k, v in hit_rates(ls, truth).items()}}
             print(json.dumps(row), flush=True)
             results.append(row)
     mean = {k: sum(r[k] for r in results) / len(results) for k in results[0] if "hr@" in k}
@@ -209,6 +245,8 @@ def main() -> int:
         "model": args.model, "repeat_slots_param": args.repeat_slots, "dates": results, "mean": mean,
         "purchase_vs_recent": mean[f"table.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "new_item_vs_popularity": mean[f"table.new_item_hr@{K}"] / max(mean[f"popularity.new_item_hr@{K}"], 1e-9),
+        "purchase_vs_recent_ci95": ratio_interval(paired["purchase"]),
+        "new_item_vs_popularity_ci95": ratio_interval(paired["new_item"]),
         "repeat_ceiling_vs_recent": mean[f"repeat_ceiling.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "split_oracle_vs_recent": mean[f"split_oracle.purchase_hr@{K}"] / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
         "bayes_vs_recent": mean.get(f"bayes.purchase_hr@{K}", 0.0) / max(mean[f"recent.purchase_hr@{K}"], 1e-9),
