@@ -19,9 +19,10 @@ fit bends where a straight line in the log would not. Discovery is trained on ea
 ``SUCCESSOR_CANDIDATES`` most frequent successors of their last item; it scores every item.
 
 It needs the events (``TrainingData.events`` with ``ts``), as shop logs deliver them; without
-them every pair is one event at its ``last_ts``. Synthetic shop (``benchmarks/ecommerce.py``,
-4 dates): its tables' next-day purchase HR@10 is 1.099× the recent heuristic's (affinity's
-1.07×, mf's 0.94×) and its new-item HR@10 2.05× popularity's, with no repeat slots. No TensorFlow.
+them every pair is one event at its ``last_ts``. Synthetic shop (``benchmarks/ecommerce.py``:
+6,000 users, 4 dates): its tables' next-day purchase HR@10 is 1.110× the recent heuristic's
+(1,500 users: 1.099×, affinity's 1.07×, mf's 0.94×) and its new-item HR@10 2.03× popularity's,
+with no repeat slots. No TensorFlow.
 """
 
 from __future__ import annotations
