@@ -2,6 +2,7 @@
 
     recpipe seed [--days 14]            synthetic shop → raw/ landing zone
     recpipe import movielens PATH       a MovieLens release → raw/ (one partition per day)
+    recpipe import eventlog FILE        a shop's event log (CSV/TSV/Parquet; --user/--item/--type/--ts)
     recpipe validate --date D           quality gate → clean/ + quarantine/ + report
     recpipe features --date D           features/dt=D
     recpipe train --date D              models/<model>/<version>/
@@ -59,9 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--items", type=int, default=600)
     s.add_argument("--start", type=_date, default="2024-01-01")
     s.add_argument("--seed", type=int, default=7)
-    s = sub.add_parser("import", help="deliver a public data set into raw/ (one events partition per day)")
-    s.add_argument("source", choices=["movielens"])
-    s.add_argument("path", help="folder with the release's files (e.g. ../shared/data/ml-100k)")
+    s = sub.add_parser("import", help="deliver a data set or a shop's event log into raw/ (one events partition per day)")
+    s.add_argument("source", choices=["movielens", "eventlog"])
+    s.add_argument("path", help="movielens: folder with the release's files (e.g. ../shared/data/ml-100k); "
+                                "eventlog: the log file (CSV, TSV or Parquet)")
+    add_log_arguments(s)
+    s.add_argument("--event-type-map", type=_json_object, default={},
+                   help='for --validate: the log\'s event names as contract types, e.g. \'{"pv": "view", "buy": "purchase"}\'')
     s.add_argument("--validate", action="store_true", help="then run the quality gate on every imported day")
     s.add_argument("--max-volume-ratio", type=float, default=0.0,
                    help="volume tolerance for --validate; off (0) by default: MovieLens's daily volume "
@@ -108,6 +113,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that name an event log's columns (``import eventlog``, benchmarks/ecommerce.py)."""
+    group = parser.add_argument_group("eventlog", "which of the log's columns holds what (default: the contract's names)")
+    for flag, default in (("user", "user_id"), ("item", "item_id"), ("type", "event_type"), ("ts", "event_ts"),
+                          ("value", None), ("session", None), ("category", None)):
+        group.add_argument(f"--{flag}", default=default, help=f"the column of the {flag} (default {default})")
+    group.add_argument("--ts-unit", default="auto", choices=["auto", "s", "ms", "us"],
+                       help="unit of numeric timestamps (auto: by magnitude)")
+    group.add_argument("--names", help="the column names, comma-separated, of a file without a header")
+    group.add_argument("--items", help="a catalog file (item_id, category, available, …) to land with the log")
+
+
+def log_columns(args: argparse.Namespace):
+    """The ``eventlog.LogColumns`` of the flags of :func:`add_log_arguments`."""
+    from recpipe.sources.eventlog import LogColumns
+
+    return LogColumns(args.user, args.item, args.type, args.ts, args.value, args.session, args.category,
+                      args.ts_unit, tuple(args.names.split(",")) if args.names else ())
+
+
 def _dispatch(args: argparse.Namespace):
     from recpipe import pipeline, sources
     from recpipe.io.partitions import Store
@@ -123,11 +148,12 @@ def _dispatch(args: argparse.Namespace):
         dates = sources.seed(store, spec)
         return {"dates": [dates[0], dates[-1]], "days": len(dates)}
     if args.command == "import":
-        dates = sources.import_movielens(store, args.path)
+        dates = (sources.import_eventlog(store, args.path, log_columns(args), args.items) if args.source == "eventlog"
+                 else sources.import_movielens(store, args.path))
         out = {"dates": [dates[0], dates[-1]], "days": len(dates)}
         if args.validate:
             drift = {} if args.drift_fail else {f"drift_{m}_fail": 0.0 for m in DRIFT_MEASURES}
-            params = RunParams(max_volume_ratio=args.max_volume_ratio, **drift)
+            params = RunParams(max_volume_ratio=args.max_volume_ratio, event_type_map=args.event_type_map, **drift)
             results = [pipeline.validate(store, dt, params) for dt in dates]
             out.update(rows=sum(r["rows"] for r in results), clean_rows=sum(r["clean_rows"] for r in results))
         return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -80,6 +81,24 @@ def write_raw(store: Store, table: str, dt: str, data: pa.Table) -> str:
     store.put_bytes(f"{prefix}/part-0.parquet", table_to_parquet(data))
     store.put_bytes(layout.raw_success(table, dt), b"")
     return prefix
+
+
+def write_days(store: Store, events: pa.Table, items: pa.Table, what: str, users: pa.Table | None = None) -> list[str]:
+    """Deliver a whole history at once: ``events`` into one partition per UTC day of
+    ``event_ts``, the catalog ``items`` (and ``users``) once, into the first day's; returns the dates."""
+    days = pc.strftime(events["event_ts"], format="%Y-%m-%d")
+    dates = sorted(pc.unique(days).to_pylist())
+    write_raw(store, "items", dates[0], items)
+    if users is not None:
+        write_raw(store, "users", dates[0], users)
+    order = pc.array_sort_indices(days)
+    events, days = events.take(order), days.take(order)
+    bounds = np.searchsorted(days.to_numpy(zero_copy_only=False), dates + ["9999"])
+    for i, dt in enumerate(dates):
+        write_raw(store, "events", dt, events.slice(bounds[i], bounds[i + 1] - bounds[i]))
+    log.info("imported %d events of %s into raw/events for %d days (%s..%s)", events.num_rows, what, len(dates),
+             dates[0], dates[-1])
+    return dates
 
 
 #: File formats a producer may drop, by file name suffix.

@@ -1,5 +1,6 @@
 """Data sources that deliver into the landing zone as a producer would: a synthetic shop
-(``synthetic``) and public data sets (``movielens``: MovieLens and RecBole atomic files)."""
+(``synthetic``), public data sets (``movielens``: MovieLens and RecBole atomic files) and a
+shop's own event log (``eventlog``: one CSV, TSV or Parquet file, its columns named)."""
 
 from __future__ import annotations
 
@@ -34,4 +35,13 @@ def import_movielens(store: Store, path: str) -> list[str]:
     return movielens.import_to_store(store, path)
 
 
-__all__ = ["ShopSpec", "generate", "import_movielens", "seed"]
+def import_eventlog(store: Store, path: str, columns=None, items: str | None = None) -> list[str]:
+    """Deliver a shop's event log file into the landing zone; returns the dates of its days.
+    ``columns``: an ``eventlog.LogColumns`` (default: the contract's column names)."""
+    from recpipe.sources import eventlog
+
+    store.ensure_bucket()
+    return eventlog.import_to_store(store, path, columns or eventlog.LogColumns(), items)
+
+
+__all__ = ["ShopSpec", "generate", "import_eventlog", "import_movielens", "seed"]

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from recpipe import contracts
 from recpipe.errors import DataError
@@ -147,14 +146,4 @@ def _users(users: pd.DataFrame) -> pa.Table:
 def import_to_store(store: Store, path: str | Path) -> list[str]:
     """Deliver a MovieLens release into ``raw/``: one events partition per UTC day."""
     data = read(path)
-    days = pc.strftime(data.events["event_ts"], format="%Y-%m-%d")
-    dates = sorted(pc.unique(days).to_pylist())
-    landing.write_raw(store, "items", dates[0], data.items)
-    landing.write_raw(store, "users", dates[0], data.users)
-    order = pc.array_sort_indices(days)
-    events, days = data.events.take(order), days.take(order)
-    bounds = np.searchsorted(days.to_numpy(zero_copy_only=False), dates + ["9999"])
-    for i, dt in enumerate(dates):
-        landing.write_raw(store, "events", dt, events.slice(bounds[i], bounds[i + 1] - bounds[i]))
-    log.info("imported %d ratings into raw/events for %d days (%s..%s)", events.num_rows, len(dates), dates[0], dates[-1])
-    return dates
+    return landing.write_days(store, data.events, data.items, f"MovieLens {path}", data.users)
