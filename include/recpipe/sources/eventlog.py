@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from recpipe import contracts
-from recpipe.errors import DataError
+from recpipe.errors import DataError, ResourceLimit
 from recpipe.io import landing
 from recpipe.io.partitions import Store
 
@@ -112,9 +112,14 @@ def catalog(raw: pa.Table, cols: LogColumns, items: str | Path | None) -> pa.Tab
 def import_to_store(store: Store, path: str | Path, cols: LogColumns = LogColumns(),
                     items: str | Path | None = None) -> list[str]:
     """Deliver the log at ``path`` into ``raw/``; returns the dates of its days."""
-    raw = read_file(path, cols.names)
-    log.info("read %d rows (columns %s) from %s", raw.num_rows, raw.column_names, path)
-    data = events(raw, cols, str(path))
-    if not data.num_rows:
-        raise DataError(f"{path} holds no events.")
-    return landing.write_days(store, data, catalog(raw, cols, items), f"the log {path}")
+    try:
+        raw = read_file(path, cols.names)
+        log.info("read %d rows (columns %s) from %s", raw.num_rows, raw.column_names, path)
+        data = events(raw, cols, str(path))
+        if not data.num_rows:
+            raise DataError(f"{path} holds no events.")
+        return landing.write_days(store, data, catalog(raw, cols, items), f"the log {path}")
+    except MemoryError as exc:  # the whole file is read at once
+        raise ResourceLimit(f"{path} does not fit in this machine's memory as one table: split it into files of "
+                            "consecutive days and import them one after the other (each lands its own days; "
+                            "give the catalog with --items).") from exc
