@@ -101,6 +101,16 @@ def test_a_headerless_taobao_like_tsv_with_categories_publishes_a_table(shop, st
     assert set(pc.value_counts(table["user_id"]).field("counts").to_pylist()) == {5}
 
 
+def test_ids_keep_their_leading_zeros(store, tmp_path):
+    (tmp_path / "log.csv").write_text("user_id,item_id,event_type,event_ts\n007,0012,view,2024-05-01T10:00:00Z\n")
+    (tmp_path / "items.csv").write_text("item_id,category\n0012,01\n")
+    dt = sources.import_eventlog(store, str(tmp_path / "log.csv"), items=str(tmp_path / "items.csv"))[0]
+    assert landing.read_raw(store, "events", dt, contracts.EVENTS).select(["user_id", "item_id"]).to_pylist() == [
+        {"user_id": "007", "item_id": "0012"}]
+    assert landing.read_raw(store, "items", dt, contracts.ITEMS).select(["item_id", "category"]).to_pylist() == [
+        {"item_id": "0012", "category": "01"}]
+
+
 def test_a_log_without_the_named_columns_says_which_it_has(store, tmp_path):
     (tmp_path / "log.csv").write_text("ts,visitor,item,event\n1700000000,u1,i1,view\n")
     with pytest.raises(DataError, match=r"no column \['user_id'.*\['ts', 'visitor', 'item', 'event'\].*--user"):

@@ -50,8 +50,9 @@ class LogColumns:
     names: tuple[str, ...] = ()
 
 
-def read_file(path: str | Path, names: tuple[str, ...] = ()) -> pa.Table:
-    """A CSV (``,``), TSV (``.tsv``/``.txt``: tab) or Parquet file as a table of its columns."""
+def read_file(path: str | Path, names: tuple[str, ...] = (), text: tuple[str, ...] = ()) -> pa.Table:
+    """A CSV (``,``), TSV (``.tsv``/``.txt``: tab) or Parquet file as a table of its columns;
+    a CSV's columns named in ``text`` stay text (ids: ``007`` is not ``7``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} is not a file: give the shop log's file (CSV, TSV or Parquet).")
@@ -60,7 +61,7 @@ def read_file(path: str | Path, names: tuple[str, ...] = ()) -> pa.Table:
         return table.rename_columns(list(names)) if names else table
     delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
     read = pacsv.ReadOptions(column_names=list(names) or None, block_size=1 << 26)
-    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types={c: pa.string() for c in text})
     return pacsv.read_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter),
                           convert_options=convert)
 
@@ -99,7 +100,8 @@ def _timestamps(col: pa.ChunkedArray, unit: str, where: str) -> pa.ChunkedArray:
 def catalog(raw: pa.Table, cols: LogColumns, items: str | Path | None) -> pa.Table:
     """The catalog to land: the ``items`` file, or the log's items (each with its last category)."""
     if items is not None:
-        return landing.conform(read_file(items), contracts.ITEMS, f"catalog {items}")
+        return landing.conform(read_file(items, text=("item_id", "category", "brand", "title", "text")),
+                               contracts.ITEMS, f"catalog {items}")
     ids = raw[cols.item].cast(pa.string())
     if cols.category is None:
         return landing.conform(pa.table({"item_id": pc.unique(ids.combine_chunks())}), contracts.ITEMS, "the log's items")
@@ -113,7 +115,8 @@ def import_to_store(store: Store, path: str | Path, cols: LogColumns = LogColumn
                     items: str | Path | None = None) -> list[str]:
     """Deliver the log at ``path`` into ``raw/``; returns the dates of its days."""
     try:
-        raw = read_file(path, cols.names)
+        ids = tuple(c for c in (cols.user, cols.item, cols.event_type, cols.session, cols.category) if c)
+        raw = read_file(path, cols.names, ids)
         log.info("read %d rows (columns %s) from %s", raw.num_rows, raw.column_names, path)
         data = events(raw, cols, str(path))
         if not data.num_rows:
