@@ -43,7 +43,7 @@ from recpipe.errors import PartitionNotFound, PublishRefused
 from recpipe.io import landing, layout, pointers
 from recpipe.io.partitions import Store, table_to_parquet
 from recpipe.stages.publish import checks
-from recpipe.stages.publish.table import _previous, recommend
+from recpipe.stages.publish.table import previous_meta, recommend
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def refresh(store: Store, dt: str, params: RunParams, n: int) -> dict[str, Any]:
     total = {k: meta[k] - old[k] + measured[k] for k in checks.ADDITIVE}
     total["distinct_items"] = max(meta.get("distinct_items", 0), measured["distinct_items"])
     total["available_items"] = measured["available_items"]
-    previous = _previous(store, dt)
+    previous = previous_meta(store, dt)
     refused = checks.problems(total, previous, params)
     out = summary["prefix"]
     if refused:

@@ -106,7 +106,7 @@ def commit(store: Store, dt: str, params: RunParams, choice: dict[str, Any] | No
         sources[f"part-{shard:03d}.parquet"] = manifest["files"]["part.parquet"]
         measured.append(manifest["meta"]["checks"])
     total = checks.combine(measured)
-    previous = _previous(store, dt)
+    previous = previous_meta(store, dt)
     refused = checks.problems(total, previous, params)
     out = layout.partition(layout.RECOMMENDATIONS, dt)
     if refused:
@@ -127,7 +127,7 @@ def commit(store: Store, dt: str, params: RunParams, choice: dict[str, Any] | No
             "personalized_users": total["personalized_users"], "shards": shards, "model": ref}
 
 
-def _previous(store: Store, dt: str) -> dict[str, Any] | None:
+def previous_meta(store: Store, dt: str) -> dict[str, Any] | None:
     """The commit meta of the newest table published before ``dt`` (None before the first)."""
     earlier = [d for d in store.committed_dates(layout.RECOMMENDATIONS) if d < dt]
     return store.manifest(layout.partition(layout.RECOMMENDATIONS, earlier[-1]))["meta"] if earlier else None
