@@ -31,11 +31,18 @@ svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
     return layout.quality_report(dt)
 
 
+def recent_reports(store: Store, reports: str, name: str, dt: str, days: int) -> list[Any]:
+    """The JSON objects ``<reports>/dt=*/<name>`` of up to ``days`` dates before ``dt``, oldest
+    first; only those are read (a year of dates is not 365 GETs a run)."""
+    keys = store.list_keys(layout.dates_prefix(reports))
+    dates = sorted(d for d, k in zip(map(layout.date_of, keys), keys) if d < dt
+                   and k == f"{layout.partition(reports, d)}/{name}")[-days:]
+    return [store.get_json(f"{layout.partition(reports, d)}/{name}") for d in dates]
+
+
 def quality_history(store: Store, dt: str, days: int = 30) -> list[dict[str, Any]]:
     """The quality summaries (``reports/quality/dt=*/result.json``) of up to ``days`` dates before ``dt``."""
-    keys = [k for k in store.list_keys(layout.dates_prefix(layout.QUALITY_REPORTS)) if k.endswith("/result.json")]
-    dates = sorted(d for d in (layout.date_of(k) for k in keys) if d < dt)[-days:]
-    return [store.get_json(layout.quality_report(d, "result.json"))["summary"] for d in dates]
+    return [r["summary"] for r in recent_reports(store, layout.QUALITY_REPORTS, "result.json", dt, days)]
 
 
 _STATUS_CLASS = {"fail": "bad", "warn": "warn", "ok": "ok"}
@@ -113,9 +120,7 @@ svg{{margin:4px 12px 12px 0}}.charts{{display:flex;flex-wrap:wrap}}</style>
 
 def feedback_history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
     """The realised feedback (``reports/feedback/dt=*/metrics.json``) of up to ``days`` dates before ``dt``."""
-    keys = [k for k in store.list_keys(layout.dates_prefix(layout.FEEDBACK_REPORTS)) if k.endswith("/metrics.json")]
-    dates = sorted(layout.date_of(k) for k in keys)
-    return [store.get_json(layout.feedback_report(d)) for d in dates if d < dt][-days:]
+    return recent_reports(store, layout.FEEDBACK_REPORTS, "metrics.json", dt, days)
 
 
 def _feedback_chart(truth: str, realised: list[dict[str, Any]]) -> str:

@@ -64,3 +64,16 @@ def test_a_wrong_secret_key_is_refused(store):
     intruder = Store(dataclasses.replace(store.config, secret_key="not-the-key"))
     with pytest.raises(StorageError, match="403|SignatureDoesNotMatch|AccessDenied"):
         intruder.get_bytes("secret.txt")
+
+
+def test_report_history_reads_only_the_dates_it_returns(store):
+    from recpipe import reports
+    from recpipe.io import layout
+
+    dates = [f"2024-02-{d:02d}" for d in range(1, 8)]
+    for d in dates:
+        store.put_json(layout.feedback_report(d), {"dt": d})
+    store.put_bytes(layout.feedback_report(dates[0]), b"{not json")  # older than any window asked below
+    store.put_json(f"{layout.partition(layout.FEEDBACK_REPORTS, dates[3])}/old/metrics.json", {"dt": "nested"})
+    assert reports.feedback_history(store, dates[6], days=3) == [{"dt": d} for d in dates[3:6]]
+    assert reports.recent_reports(store, layout.FEEDBACK_REPORTS, "metrics.json", dates[2], 1) == [{"dt": dates[1]}]

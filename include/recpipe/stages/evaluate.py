@@ -232,9 +232,7 @@ def slot_choices(params: RunParams, model: str) -> list[int]:
 
 def history(store: Store, dt: str, days: int = 60) -> list[dict[str, Any]]:
     """The evaluation decisions of up to ``days`` earlier dates, oldest first."""
-    keys = [k for k in store.list_keys(layout.dates_prefix(layout.EVALUATION_REPORTS)) if k.endswith("/metrics.json")]
-    dates = sorted(layout.date_of(k) for k in keys)
-    return [store.get_json(layout.evaluation_report(d, "metrics.json")) for d in dates if d < dt][-days:]
+    return reports.recent_reports(store, layout.EVALUATION_REPORTS, "metrics.json", dt, days)
 
 
 def decide(metrics: dict[str, dict[str, float]], params: RunParams, confidence: dict[str, dict[str, float]] | None = None,
