@@ -66,8 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _stack import machine, report, peak_rss_gib, temporary_store  # noqa: E402
 
 from recpipe import pipeline, sources  # noqa: E402
-from recpipe.cli import add_log_arguments, log_columns  # noqa: E402
-from recpipe.config import DRIFT_MEASURES, RunParams  # noqa: E402
+from recpipe.cli import add_log_arguments, log_columns, replay_params  # noqa: E402
+from recpipe.config import RunParams  # noqa: E402
 from recpipe.io.layout import partition  # noqa: E402
 from recpipe.sources.synthetic import ShopSpec, purchase_odds  # noqa: E402
 from recpipe.artifacts.features import Features  # noqa: E402
@@ -199,8 +199,6 @@ def main() -> int:
                    help="the shop's users (fewer: more noise; ~300 buyers a day per 1,500 users)")
     p.add_argument("--bayes-samples", type=int, default=1000, help="simulations of each next day (0: no bayes list)")
     p.add_argument("--log", help="a real shop's event log file instead of the synthetic shop (no bayes list)")
-    p.add_argument("--event-type-map", type=json.loads, default={},
-                   help='the log\'s event names as contract types, e.g. \'{"pv": "view", "buy": "purchase"}\'')
     add_log_arguments(p)
     p.add_argument("--out")
     args = p.parse_args()
@@ -210,10 +208,9 @@ def main() -> int:
     results, paired = [], {"purchase": [], "new_item": []}
     with temporary_store() as store:
         dates = sources.import_eventlog(store, args.log, log_columns(args), args.items) if args.log else sources.seed(store, spec)
-        # a log replays its history, as `recpipe import --validate` does: volume and drift are recorded, not gated
-        replay = {"max_volume_ratio": 0.0, **{f"drift_{m}_fail": 0.0 for m in DRIFT_MEASURES}} if args.log else {}
-        params = RunParams(model=args.model, epochs=args.epochs, top_k=K, repeat_slots=args.repeat_slots,
-                           event_type_map=args.event_type_map, fail_on_rejection=False, **replay)
+        knobs = {"model": args.model, "epochs": args.epochs, "top_k": K, "repeat_slots": args.repeat_slots,
+                 "event_type_map": args.event_type_map, "fail_on_rejection": False}
+        params = replay_params(**knobs) if args.log else RunParams(**knobs)  # a log replays its history
         for dt in dates:
             pipeline.validate(store, dt, params)
         for dt in dates[-args.dates - 1:-1]:
@@ -237,7 +234,12 @@ def main() -> int:
                 lists["bayes"] = bayes_lists(odds, history, list(lists["table"]), available)
             truth = truths(history, nextday)
             for name, baseline in (("purchase", "recent"), ("new_item", "popularity")):
-                paired[name].append((*hits(lists["table"], truth[name]), *hits(lists[baseline], truth[name])))
+                table_hits = hits(lists["table"], truth[name])
+                if not table_hits[0].any():  # a ratio of two zeros would read as a figure
+                    sys.exit(f"ecommerce: no user of the table for {dt} has a {name} on {nxt}, so there is nothing "
+                             "to measure; with --log, is the purchase type mapped (--event-type-map) and does the "
+                             "log hold that day?")
+                paired[name].append((*table_hits, *hits(lists[baseline], truth[name])))
             decision = store.get_json(f"reports/evaluation/dt={dt}/decision.json")
             row = {"dt": dt, "seconds": round(time.monotonic() - t, 1), "published": decision["publish"]["name"],
                    "repeat_slots": decision["repeat_slots"],

@@ -65,8 +65,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("path", help="movielens: folder with the release's files (e.g. ../shared/data/ml-100k); "
                                 "eventlog: the log file (CSV, TSV or Parquet)")
     add_log_arguments(s)
-    s.add_argument("--event-type-map", type=_json_object, default={},
-                   help='for --validate: the log\'s event names as contract types, e.g. \'{"pv": "view", "buy": "purchase"}\'')
     s.add_argument("--validate", action="store_true", help="then run the quality gate on every imported day")
     s.add_argument("--max-volume-ratio", type=float, default=0.0,
                    help="volume tolerance for --validate; off (0) by default: MovieLens's daily volume "
@@ -123,6 +121,16 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
                        help="unit of numeric timestamps (auto: by magnitude)")
     group.add_argument("--names", help="the column names, comma-separated, of a file without a header")
     group.add_argument("--items", help="a catalog file (item_id, category, available, …) to land with the log")
+    group.add_argument("--event-type-map", type=_json_object, default={},
+                       help='the log\'s event names as contract types (the run param), e.g. \'{"pv": "view", "buy": "purchase"}\'')
+
+
+def replay_params(max_volume_ratio: float = 0.0, drift_fail: bool = False, **params) -> RunParams:
+    """The params for validating an imported history day after day (``import --validate``,
+    benchmarks/ecommerce.py --log): years of real traffic swing in volume and drift, so both are
+    recorded and warned about, and gate only when asked (``--max-volume-ratio``, ``--drift-fail``)."""
+    drift = {} if drift_fail else {f"drift_{m}_fail": 0.0 for m in DRIFT_MEASURES}
+    return RunParams(max_volume_ratio=max_volume_ratio, **drift, **params)
 
 
 def log_columns(args: argparse.Namespace):
@@ -152,8 +160,7 @@ def _dispatch(args: argparse.Namespace):
                  else sources.import_movielens(store, args.path))
         out = {"dates": [dates[0], dates[-1]], "days": len(dates)}
         if args.validate:
-            drift = {} if args.drift_fail else {f"drift_{m}_fail": 0.0 for m in DRIFT_MEASURES}
-            params = RunParams(max_volume_ratio=args.max_volume_ratio, event_type_map=args.event_type_map, **drift)
+            params = replay_params(args.max_volume_ratio, args.drift_fail, event_type_map=args.event_type_map)
             results = [pipeline.validate(store, dt, params) for dt in dates]
             out.update(rows=sum(r["rows"] for r in results), clean_rows=sum(r["clean_rows"] for r in results))
         return out

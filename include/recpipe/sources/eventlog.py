@@ -75,10 +75,8 @@ def events(raw: pa.Table, cols: LogColumns, where: str) -> pa.Table:
         raise DataError(f"{where}: no column {missing} in {raw.column_names}; name the log's columns with "
                         "--user/--item/--type/--ts (or --names for a file without a header).")
     out = {name: raw[col] for name, col in wanted.items() if col}
-    out["user_id"], out["item_id"] = out["user_id"].cast(pa.string()), out["item_id"].cast(pa.string())
-    out["event_type"] = out["event_type"].cast(pa.string())
     out["event_ts"] = _timestamps(out["event_ts"], cols.ts_unit, where)
-    return landing.conform(pa.table(out), contracts.EVENTS, where)
+    return landing.conform(pa.table(out), contracts.EVENTS, where)  # integer ids become text, float ids fail
 
 
 def _timestamps(col: pa.ChunkedArray, unit: str, where: str) -> pa.ChunkedArray:
@@ -97,18 +95,19 @@ def _timestamps(col: pa.ChunkedArray, unit: str, where: str) -> pa.ChunkedArray:
     return pc.cast(micros, pa.timestamp("us", tz="UTC"))
 
 
-def catalog(raw: pa.Table, cols: LogColumns, items: str | Path | None) -> pa.Table:
-    """The catalog to land: the ``items`` file, or the log's items (each with its last category)."""
+def catalog(events: pa.Table, category: pa.ChunkedArray | None, items: str | Path | None) -> pa.Table:
+    """The catalog to land: the ``items`` file, or the items of ``events`` (each with its last
+    ``category``, a column of the log's rows)."""
     if items is not None:
         return landing.conform(read_file(items, text=("item_id", "category", "brand", "title", "text")),
                                contracts.ITEMS, f"catalog {items}")
-    ids = raw[cols.item].cast(pa.string())
-    if cols.category is None:
+    ids = events["item_id"]
+    if category is None:
         return landing.conform(pa.table({"item_id": pc.unique(ids.combine_chunks())}), contracts.ITEMS, "the log's items")
-    table = pa.table({"item_id": ids, "category": raw[cols.category].cast(pa.string()), "row": pa.array(range(len(ids)))})
+    table = pa.table({"item_id": ids, "category": category, "row": pa.array(range(len(ids)))})
     last = table.group_by("item_id").aggregate([("row", "max")])
-    rows = table.take(last["row_max"]).select(["item_id", "category"])
-    return landing.conform(rows, contracts.ITEMS, "the log's items")
+    return landing.conform(table.take(last["row_max"]).select(["item_id", "category"]), contracts.ITEMS,
+                           "the log's items")
 
 
 def import_to_store(store: Store, path: str | Path, cols: LogColumns = LogColumns(),
@@ -121,7 +120,8 @@ def import_to_store(store: Store, path: str | Path, cols: LogColumns = LogColumn
         data = events(raw, cols, str(path))
         if not data.num_rows:
             raise DataError(f"{path} holds no events.")
-        return landing.write_days(store, data, catalog(raw, cols, items), f"the log {path}")
+        category = raw[cols.category] if cols.category else None
+        return landing.write_days(store, data, catalog(data, category, items), f"the log {path}")
     except MemoryError as exc:  # the whole file is read at once
         raise ResourceLimit(f"{path} does not fit in this machine's memory as one table: split it into files of "
                             "consecutive days and import them one after the other (each lands its own days; "
